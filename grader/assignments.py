@@ -1,0 +1,261 @@
+"""Load and validate assignment folders. The format is a public contract: docs/assignment-format.md."""
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+FORMATS = ("ipynb", "zip")
+
+
+class _Strict(BaseModel):
+    # A typo in a key must be an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LatePolicy(_Strict):
+    grace_minutes: int = Field(default=0, ge=0)
+    penalty_percent: float = Field(default=0, ge=0, le=100, description="deducted per started unit late")
+    unit: Literal["day", "hour"] = "day"
+    max_penalty_percent: float = Field(default=100, ge=0, le=100)
+    # Uploads are refused after this instant; None means they are always accepted.
+    cutoff: AwareDatetime | None = None
+
+
+class SubmissionPolicy(_Strict):
+    max: int | None = Field(default=None, ge=1, description="submissions per student")
+    per_hour: int | None = Field(default=None, ge=1, description="submissions per student per hour")
+    counts: Literal["best", "last"] = "best"
+
+
+class FeedbackPolicy(_Strict):
+    # What students see of hidden tests: only the total, the names with points, or everything.
+    hidden: Literal["score", "names", "full"] = "score"
+
+
+class SandboxSpec(_Strict):
+    timeout_s: int = Field(default=300, ge=5, le=3600)
+    memory_mb: int = Field(default=2048, ge=128, le=65536)
+    cpus: float = Field(default=1.0, gt=0, le=64)
+    pids: int = Field(default=256, ge=32, le=4096)
+    disk_mb: int = Field(default=512, ge=16, le=16384, description="writable scratch space")
+    gpu: bool = False
+    image: str | None = None
+
+
+class CourseConfig(_Strict):
+    code: str
+    title: str
+    term: str
+    timezone: str = "UTC"
+    assignments_share: float = Field(default=45, gt=0, le=100, description="percent of the final grade")
+    late: LatePolicy = LatePolicy()
+    submissions: SubmissionPolicy = SubmissionPolicy()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as America/New_York)") from exc
+        return name
+
+
+class AssignmentConfig(_Strict):
+    title: str
+    released: AwareDatetime
+    due: AwareDatetime
+    weight: float = Field(gt=0)
+    formats: list[Literal["ipynb", "zip"]] = Field(default=["ipynb", "zip"], min_length=1)
+    required_files: list[str] = []
+    late: LatePolicy | None = None
+    submissions: SubmissionPolicy | None = None
+    feedback: FeedbackPolicy = FeedbackPolicy()
+    sandbox: SandboxSpec = SandboxSpec()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AssignmentConfig":
+        if self.due < self.released:
+            raise ValueError("due is before released")
+        if self.late and self.late.cutoff and self.late.cutoff < self.due:
+            raise ValueError("late.cutoff is before due")
+        return self
+
+    @field_validator("required_files")
+    @classmethod
+    def _relative(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise ValueError(f"{name!r} must be a relative path inside the submission")
+        return names
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        return f"{where}: {self.message}"
+
+
+class InvalidAssignment(Exception):
+    def __init__(self, path: Path, problems: list[Problem]):
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(map(str, problems)))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    slug: str
+    path: Path
+    config: AssignmentConfig
+    course: CourseConfig
+
+    @property
+    def title(self) -> str:
+        return self.config.title
+
+    @property
+    def due(self) -> datetime:
+        return self.config.due
+
+    @property
+    def late(self) -> LatePolicy:
+        return self.config.late or self.course.late
+
+    @property
+    def submissions(self) -> SubmissionPolicy:
+        return self.config.submissions or self.course.submissions
+
+    @property
+    def sandbox(self) -> SandboxSpec:
+        return self.config.sandbox
+
+    @property
+    def tests_dir(self) -> Path:
+        return self.path / "tests"
+
+    @property
+    def public_tests_dir(self) -> Path:
+        return self.path / "public_tests"
+
+    @property
+    def solution_dir(self) -> Path:
+        return self.path / "solution"
+
+    @property
+    def starter_dir(self) -> Path:
+        return self.path / "starter"
+
+
+def _problems_from(exc: ValidationError, file: str) -> list[Problem]:
+    return [
+        Problem(file, ".".join(str(part) for part in err["loc"]), err["msg"].removeprefix("Value error, "))
+        for err in exc.errors()
+    ]
+
+
+def _read_toml(path: Path, problems: list[Problem]) -> dict | None:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(Problem(path.name, "", "file is missing"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.append(Problem(path.name, "", f"not valid TOML: {exc}"))
+    return None
+
+
+def course_file(assignment_dir: Path) -> Path:
+    return assignment_dir.parent / "course.toml"
+
+
+def load_course(path: Path) -> CourseConfig:
+    """Read course.toml; raise InvalidAssignment listing every problem."""
+    problems: list[Problem] = []
+    data = _read_toml(path, problems)
+    if data is not None:
+        try:
+            return CourseConfig.model_validate(data)
+        except ValidationError as exc:
+            problems += _problems_from(exc, path.name)
+    raise InvalidAssignment(path, problems)
+
+
+def _solution_problems(folder: Path, label: str) -> list[Problem]:
+    if not folder.is_dir():
+        return [Problem(f"{label}/", "", "folder is missing")] if label == "solution" else []
+    notebooks = list(folder.glob("*.ipynb"))
+    if len(notebooks) > 1 and not (folder / "submission.py").exists():
+        return [Problem(f"{label}/", "", "holds several notebooks; keep one, or a submission.py")]
+    if not notebooks and not (folder / "submission.py").exists():
+        return [Problem(f"{label}/", "", "needs a notebook or a submission.py")]
+    return []
+
+
+def validate_folder(path: Path) -> list[Problem]:
+    """Every static problem of an assignment folder (the course file included), without running it."""
+    problems: list[Problem] = []
+    if not path.is_dir():
+        return [Problem(str(path), "", "is not a folder")]
+    if not SLUG.match(path.name):
+        problems.append(Problem(path.name, "", "folder name must be lower-case letters, digits and dashes"))
+    try:
+        load_course(course_file(path))
+    except InvalidAssignment as exc:
+        problems += [Problem(f"../{p.file}", p.key, p.message) for p in exc.problems]
+    data = _read_toml(path / "assignment.toml", problems)
+    if data is not None:
+        try:
+            AssignmentConfig.model_validate(data)
+        except ValidationError as exc:
+            problems += _problems_from(exc, "assignment.toml")
+    tests = path / "tests"
+    if not tests.is_dir() or not any(tests.rglob("test_*.py")):
+        problems.append(Problem("tests/", "", "needs at least one test_*.py file"))
+    for folder in ("tests", "public_tests"):
+        for source in sorted((path / folder).rglob("*.py")) if (path / folder).is_dir() else []:
+            try:
+                compile(source.read_bytes(), str(source), "exec")
+            except SyntaxError as exc:
+                problems.append(Problem(str(source.relative_to(path)), f"line {exc.lineno}", exc.msg))
+    problems += _solution_problems(path / "solution", "solution")
+    problems += _solution_problems(path / "starter", "starter")
+    return problems
+
+
+def load_assignment(path: Path) -> Assignment:
+    """Load one assignment folder; raise InvalidAssignment with every problem found."""
+    path = path.resolve()
+    problems = validate_folder(path)
+    if problems:
+        raise InvalidAssignment(path, problems)
+    config = AssignmentConfig.model_validate(tomllib.loads((path / "assignment.toml").read_text("utf-8")))
+    return Assignment(slug=path.name, path=path, config=config, course=load_course(course_file(path)))
+
+
+def load_all(assignments_dir: Path) -> dict[str, Assignment]:
+    """Every assignment under the directory, by slug; raise InvalidAssignment on the first bad one."""
+    found = {}
+    for child in sorted(assignments_dir.iterdir()) if assignments_dir.is_dir() else []:
+        if child.is_dir() and (child / "assignment.toml").exists():
+            found[child.name] = load_assignment(child)
+    return found
+
+
+def submission_source(folder: Path) -> Path:
+    """The file or folder to grade for a solution/ or starter/ folder: its notebook, else the folder."""
+    notebooks = sorted(folder.glob("*.ipynb"))
+    if notebooks and not (folder / "submission.py").exists():
+        return notebooks[0]
+    return folder

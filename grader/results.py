@@ -1,0 +1,49 @@
+"""The shape of a grading result: what `grader grade --json` prints and the API returns."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Outcome = Literal["passed", "failed", "error", "timeout", "not_run"]
+
+# Student errors are the student's to fix; infrastructure errors are ours, retried and never charged.
+ErrorKind = Literal["student", "infrastructure"]
+
+
+class TestResult(BaseModel):
+    __test__ = False  # not a pytest test class
+
+    name: str
+    points: float
+    max_points: float
+    outcome: Outcome
+    message: str = ""
+    visibility: Literal["hidden", "public"] = "hidden"
+    duration_s: float = 0.0
+
+
+class GradeError(BaseModel):
+    kind: ErrorKind
+    # Machine-readable reason: syntax, import, timeout, memory, pids, output, disk, missing_file,
+    # bad_upload, tampering, gpu_unavailable, engine, image, harness.
+    code: str
+    message: str
+
+
+class GradeResult(BaseModel):
+    # "graded": the score is final (it may be partial, with `error` saying why points were lost).
+    # "error": no score could be given; error.kind says whose problem it is.
+    status: Literal["graded", "error"]
+    score: float = 0.0
+    max_score: float | None = None
+    tests: list[TestResult] = []
+    error: GradeError | None = None
+    output: str = Field(default="", description="the submission's own stdout and stderr, capped")
+    output_truncated: bool = False
+    # Signs of tampering seen while grading; they flag the submission to the instructor.
+    flags: list[str] = []
+    duration_s: float = 0.0
+
+    @property
+    def full_marks(self) -> bool:
+        return self.status == "graded" and self.max_score is not None and self.score >= self.max_score

@@ -1,0 +1,194 @@
+"""Check an uploaded notebook or zip and turn it into the files the sandbox runs.
+
+Everything here only reads the upload: no student code runs on the host.
+"""
+
+import io
+import json
+import re
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import nbformat
+
+from grader.assignments import Assignment
+
+# Cell magics whose body is ordinary Python; the body of any other (%%bash, %%html, ...) is not.
+PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+MAGIC = re.compile(r"^\s*(%|!|\?)|^\s*\w[\w.]*\?\??\s*$|^\s*\w+\s*=\s*[!%]")
+
+
+class BadUpload(Exception):
+    """The upload cannot be graded; the message says what to fix. Nothing should be stored."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class CellSpan:
+    """Lines start_line..end_line of submission.py came from notebook cell `cell` (1-based, all cells)."""
+
+    cell: int
+    start_line: int
+    end_line: int
+
+
+@dataclass
+class Unpacked:
+    kind: str  # "ipynb" or "zip"
+    files: dict[str, bytes]  # relative POSIX path -> content; always holds submission.py
+    cells: list[CellSpan] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for data in self.files.values())
+
+
+def detect_format(filename: str, head: bytes) -> str:
+    """The upload's format from its name, confirmed by its first bytes."""
+    suffix = Path(filename).suffix.lower()
+    if suffix == ".zip":
+        if not head.startswith(b"PK"):
+            raise BadUpload("bad_upload", f"{filename} is named .zip but is not a zip archive")
+        return "zip"
+    if suffix == ".ipynb":
+        if not head.lstrip().startswith(b"{"):
+            raise BadUpload("bad_upload", f"{filename} is named .ipynb but is not a notebook (JSON)")
+        return "ipynb"
+    raise BadUpload("bad_format", f"{filename}: upload a Jupyter notebook (.ipynb) or a .zip archive")
+
+
+def _source_line(line: str) -> str:
+    # IPython syntax is not Python: comment it out so the rest of the cell still runs.
+    return f"# [ipython] {line}" if MAGIC.match(line) else line
+
+
+def notebook_to_module(data: bytes, filename: str = "notebook.ipynb") -> tuple[bytes, list[CellSpan]]:
+    """The notebook's code cells, top to bottom, as submission.py, and where each cell landed."""
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except UnicodeDecodeError as exc:
+        raise BadUpload("bad_upload", f"{filename} is not UTF-8 text: {exc}") from exc
+    except Exception as exc:  # nbformat raises several unrelated types for unreadable JSON
+        raise BadUpload("bad_upload", f"{filename} is not a valid Jupyter notebook: {exc}") from exc
+    lines: list[str] = ["# Generated from the student's notebook: code cells in order."]
+    spans: list[CellSpan] = []
+    for index, cell in enumerate(nb.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        if source.lstrip().startswith("%%"):
+            first, _, rest = source.lstrip().partition("\n")
+            magic = first[2:].split(maxsplit=1)[0] if first[2:].strip() else ""
+            if magic in PYTHON_CELL_MAGICS:
+                body = [f"# [ipython] {first}"] + [_source_line(line) for line in rest.splitlines()]
+            else:
+                body = [f"# [ipython cell magic] {line}" for line in source.splitlines()]
+        else:
+            body = [_source_line(line) for line in source.splitlines()]
+        lines.append(f"# %% cell {index}")
+        start = len(lines) + 1
+        lines.extend(body or ["pass"])
+        spans.append(CellSpan(cell=index, start_line=start, end_line=len(lines)))
+    return ("\n".join(lines) + "\n").encode("utf-8"), spans
+
+
+def _safe_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
+    """The member's path if it is a plain file inside the archive; BadUpload for hostile entries."""
+    name = info.filename.replace("\\", "/")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", name):
+        raise BadUpload("bad_upload", f"the zip entry {info.filename!r} points outside the archive")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise BadUpload("bad_upload", f"the zip entry {info.filename!r} is a symbolic link; upload plain files")
+    if info.is_dir():
+        return None
+    if path.parts and path.parts[0] in ("__MACOSX",) or path.name == ".DS_Store":
+        return None
+    return path
+
+
+def unzip(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
+    """A zip's plain files, unwrapped from a single top-level folder; refuses bombs and escapes."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        raise BadUpload("bad_upload", f"the upload is not a readable zip archive: {exc}") from exc
+    members = [(info, path) for info in infos if (path := _safe_member(info)) is not None]
+    if len(members) > max_files:
+        raise BadUpload("too_large", f"the zip holds {len(members)} files; the limit is {max_files}")
+    # file_size is what the archive claims; the read below enforces the limit on what it really holds.
+    if sum(info.file_size for info, _ in members) > max_bytes:
+        raise BadUpload("too_large", f"the zip unpacks to more than {max_bytes // 2**20} MiB")
+    files: dict[str, bytes] = {}
+    total = 0
+    for info, path in members:
+        try:
+            with archive.open(info) as handle:
+                content = handle.read(max_bytes - total + 1)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
+            raise BadUpload("bad_upload", f"cannot read {info.filename!r} from the zip: {exc}") from exc
+        total += len(content)
+        if total > max_bytes:
+            raise BadUpload("too_large", f"the zip unpacks to more than {max_bytes // 2**20} MiB")
+        files[str(path)] = content
+    if not files:
+        raise BadUpload("bad_upload", "the zip is empty")
+    tops = {PurePosixPath(name).parts[0] for name in files}
+    if len(tops) == 1 and all(len(PurePosixPath(name).parts) > 1 for name in files):
+        (top,) = tops
+        files = {str(PurePosixPath(*PurePosixPath(name).parts[1:])): data for name, data in files.items()}
+        del top
+    return files
+
+
+def unpack(
+    data: bytes, filename: str, assignment: Assignment, *, max_bytes: int, max_files: int
+) -> Unpacked:
+    """Validate an upload for this assignment and return the files to grade; BadUpload if unusable."""
+    kind = detect_format(filename, data[:64])
+    if kind not in assignment.config.formats:
+        accepted = " or ".join(f".{fmt}" for fmt in assignment.config.formats)
+        raise BadUpload("bad_format", f"{assignment.slug} accepts {accepted} uploads, not .{kind}")
+    if kind == "ipynb":
+        module, cells = notebook_to_module(data, filename)
+        return Unpacked(kind="ipynb", files={"submission.py": module}, cells=cells)
+    files = unzip(data, max_bytes=max_bytes, max_files=max_files)
+    notebooks = [name for name in files if name.endswith(".ipynb") and "/" not in name]
+    cells: list[CellSpan] = []
+    if "submission.py" not in files and len(notebooks) == 1:
+        # A zip of a notebook and its helper files: the notebook is the submission.
+        files["submission.py"], cells = notebook_to_module(files[notebooks[0]], notebooks[0])
+    missing = [name for name in assignment.config.required_files if name not in files]
+    if "submission.py" not in files:
+        missing.insert(0, "submission.py")
+    if missing:
+        raise BadUpload("missing_file", "the zip is missing " + ", ".join(missing))
+    return Unpacked(kind="zip", files=files, cells=cells)
+
+
+def unpack_path(path: Path, assignment: Assignment, **limits: int) -> Unpacked:
+    """unpack() for a file on disk, or for a folder of files (a reference solution or starter)."""
+    if path.is_dir():
+        files = {
+            str(p.relative_to(path).as_posix()): p.read_bytes()
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        if "submission.py" not in files:
+            raise BadUpload("missing_file", f"{path} has no submission.py")
+        return Unpacked(kind="zip", files=files)
+    return unpack(path.read_bytes(), path.name, assignment, **limits)
+
+
+def cells_json(cells: list[CellSpan]) -> str:
+    return json.dumps([cell.__dict__ for cell in cells])

@@ -1,0 +1,2 @@
+# Fixtures live in one module per real service they need.
+pytest_plugins = ["tests.fixtures.docker", "tests.fixtures.database"]

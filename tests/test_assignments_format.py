@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from grader.assignments import InvalidAssignment, load_all, load_assignment, validate_folder
+
+COURSE = 'code = "CS 7643"\ntitle = "Deep Learning"\nterm = "Fall 2026"\ntimezone = "America/New_York"\n'
+GOOD = """
+title = "HW0"
+released = 2026-09-01T09:00:00-04:00
+due = 2026-09-15T23:59:00-04:00
+weight = 10
+formats = ["ipynb"]
+[late]
+grace_minutes = 15
+penalty_percent = 10
+cutoff = 2026-09-18T23:59:00-04:00
+[sandbox]
+timeout_s = 60
+gpu = true
+"""
+
+
+def write_assignment(root: Path, toml: str, course: str = COURSE, name: str = "hw0-intro") -> Path:
+    (root / "course.toml").write_text(course)
+    folder = root / name
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "test_a.py").write_text("def test_a():\n    assert True\n")
+    (folder / "solution").mkdir()
+    (folder / "solution" / "submission.py").write_text("")
+    (folder / "assignment.toml").write_text(toml)
+    return folder
+
+
+def test_a_good_folder_loads_with_course_defaults(tmp_path):
+    assignment = load_assignment(write_assignment(tmp_path, GOOD))
+    assert assignment.slug == "hw0-intro"
+    assert assignment.due.utcoffset().total_seconds() == -4 * 3600
+    assert assignment.late.grace_minutes == 15 and assignment.sandbox.gpu is True
+    assert assignment.submissions.counts == "best"  # from the course default
+    assert assignment.course.assignments_share == 45
+    assert list(load_all(tmp_path)) == ["hw0-intro"]
+
+
+def test_every_problem_is_reported_at_once_with_file_and_key(tmp_path):
+    bad = """
+title = "HW0"
+released = 2026-09-01T09:00:00-04:00
+due = 2026-09-15T23:59:00
+weight = -1
+formats = ["pdf"]
+[sandbox]
+timeot_s = 60
+"""
+    folder = write_assignment(tmp_path, bad, course=COURSE.replace("America/New_York", "Mars/Olympus"))
+    (folder / "tests" / "test_broken.py").write_text("def test_x(:\n")
+    problems = validate_folder(folder)
+    where = {(p.file, p.key) for p in problems}
+    assert ("assignment.toml", "due") in where  # no time zone offset
+    assert ("assignment.toml", "weight") in where
+    assert ("assignment.toml", "formats.0") in where
+    assert ("assignment.toml", "sandbox.timeot_s") in where  # a typo is an error, not ignored
+    assert ("../course.toml", "timezone") in where
+    assert ("tests/test_broken.py", "line 1") in where
+    with pytest.raises(InvalidAssignment) as raised:
+        load_assignment(folder)
+    assert len(raised.value.problems) == len(problems) >= 6
+
+
+def test_missing_pieces_are_named(tmp_path):
+    folder = write_assignment(tmp_path, GOOD)
+    (folder / "tests" / "test_a.py").unlink()
+    (folder / "solution" / "submission.py").unlink()
+    messages = [str(p) for p in validate_folder(folder)]
+    assert "tests/: needs at least one test_*.py file" in messages
+    assert "solution/: needs a notebook or a submission.py" in messages
+
+
+def test_dates_must_be_in_order(tmp_path):
+    folder = write_assignment(tmp_path, GOOD.replace("cutoff = 2026-09-18", "cutoff = 2026-09-10"))
+    assert any("late.cutoff is before due" in str(p) for p in validate_folder(folder))
