@@ -1,0 +1,475 @@
+"""The gradebook: which submission counts, weights, and the CSVs: pure functions over plain rows.
+
+Numbers are Decimal throughout and rounded once, at output: two decimals, ROUND_HALF_UP.
+A thin adapter at the end reads the rows from the database for the API.
+
+Moodle ("Grades > Import > CSV file", UTF-8, comma): upload the `moodle_csv` file; under "Identify
+user by" choose Map from = "ID number" with Map to = "useridnumber" (the student id must be in each
+Moodle profile's ID number), or Map from = "Email address" with Map to = "useremail" (matched case
+sensitively). Then map each assignment column to its grade item (maximum grade 100), or only
+"Assignments (45)" to one manual item with maximum grade 45, and set the other columns to "Ignore".
+Moodle rejects the whole file if one row names no Moodle user. An excused assignment is an empty cell,
+which Moodle imports as "no grade".
+"""
+
+import csv
+import io
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import (
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    localcontext,
+)
+from itertools import groupby
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from grader.assignments import Assignment, CourseConfig
+from grader.models import Excusal, Extension, Submission, User
+from grader.policies import Deadline, ExtensionRow, deadline_for, dec, late_units, penalty_percent, utc
+
+# Wide enough that sums of weighted percents are exact; fixed so a caller's context cannot change results.
+_EXACT = Context(prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero])
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+EXCUSED = "EX"
+EXTRA_COLUMNS = ("raw", "late", "penalty", "submission")
+Extra = Literal["raw", "late", "penalty", "submission"]
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    student_id: str
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class TestRow:
+    __test__ = False  # not a pytest test class
+
+    name: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class SubmissionRow:
+    id: str | int
+    student_id: str
+    assignment: str
+    submitted_at: datetime
+    # "graded" has a score; "error" counts as zero; anything else (queued, running) is not counted yet.
+    status: str
+    score: float | Decimal | None = None
+    max_score: float | Decimal | None = None
+    pinned: bool = False
+    tests: tuple[TestRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExcusalRow:
+    student_id: str
+    assignment: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One submission with its lateness; percents are unrounded."""
+
+    submission: SubmissionRow
+    raw: Decimal
+    late_units: int
+    penalty: Decimal
+
+    @property
+    def final(self) -> Decimal:
+        return self.raw * (HUNDRED - self.penalty) / HUNDRED
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One student's standing on one assignment: excused, missing (counted is None), or a submission."""
+
+    excused: bool = False
+    counted: Scored | None = None
+
+    @property
+    def percent(self) -> Decimal | None:
+        if self.excused:
+            return None
+        return self.counted.final if self.counted else Decimal(0)
+
+
+@dataclass(frozen=True)
+class StudentGrades:
+    student: RosterEntry
+    cells: dict[str, Cell] = field(default_factory=dict)
+    # Out of the assignments share; None when every assignment is excused.
+    total: Decimal | None = None
+
+
+def rounded(value: Decimal) -> Decimal:
+    """The one rounding rule of the gradebook: two decimals, halves up."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def score(submission: SubmissionRow, deadline: Deadline) -> Scored:
+    """The submission's percent before and after the late penalty; zero unless graded with a score."""
+    with localcontext(_EXACT):
+        graded = submission.status == "graded" and submission.score is not None and submission.max_score
+        raw = dec(submission.score) * HUNDRED / dec(submission.max_score) if graded else Decimal(0)
+        return Scored(
+            submission=submission,
+            raw=raw,
+            late_units=late_units(deadline, submission.submitted_at),
+            penalty=penalty_percent(deadline, submission.submitted_at),
+        )
+
+
+def counted_submission(
+    submissions: Iterable[SubmissionRow], deadline: Deadline, counts: Literal["best", "last"]
+) -> Scored | None:
+    """The pinned submission, else the best (or last) graded one, else an errored one as zero, else None."""
+    # The cutoff only gates uploads; whatever was accepted is graded, so an extension can only help.
+    ordered = sorted(submissions, key=lambda s: (s.submitted_at, s.id))
+    pinned = [s for s in ordered if s.pinned]
+    if pinned:
+        return score(pinned[-1], deadline)
+    graded = [score(s, deadline) for s in ordered if s.status == "graded"]
+    if graded:
+        # max() keeps the first of equals, so a tie goes to the earlier submission.
+        return graded[-1] if counts == "last" else max(graded, key=lambda s: s.final)
+    errors = [s for s in ordered if s.status == "error"]
+    return score(errors[-1], deadline) if errors else None
+
+
+def assignments_total(
+    cells: Mapping[str, Cell], weights: Mapping[str, float | Decimal], share: float | Decimal
+) -> Decimal | None:
+    """sum(weight x percent) / sum(weights) over the assignments not excused, scaled to the share."""
+    with localcontext(_EXACT):
+        kept = [(dec(weights[slug]), cell.percent) for slug, cell in cells.items() if not cell.excused]
+        weight = sum((w for w, _ in kept), Decimal(0))
+        if not weight:
+            return None
+        # The weighted mean first: for full marks it is exactly 1, so the total is exactly the share.
+        mean = sum((w * p for w, p in kept), Decimal(0)) / (weight * HUNDRED)
+        return mean * dec(share)
+
+
+def student_grades(
+    *,
+    roster: Iterable[RosterEntry],
+    assignments: Sequence[Assignment],
+    submissions: Iterable[SubmissionRow],
+    course: CourseConfig,
+    extensions: Iterable[ExtensionRow] = (),
+    excusals: Iterable[ExcusalRow] = (),
+) -> Iterator[StudentGrades]:
+    """Grades for every student on the roster, in roster order, also those who never submitted."""
+    # `submissions` may be a stream of any length, but each student's must come together (ORDER BY
+    # user): only one student's submissions are held at a time.
+    slugs = {a.slug for a in assignments}
+    extension_of: dict[tuple[str, str], ExtensionRow] = {}
+    for ext in extensions:
+        key = (ext.student_id, ext.assignment)
+        if key not in extension_of or utc(ext.due) > utc(extension_of[key].due):
+            extension_of[key] = ext
+    excused = {(e.student_id, e.assignment) for e in excusals}
+
+    def cells_for(student_id: str, rows: Iterable[SubmissionRow]) -> dict[str, Cell]:
+        by_assignment: dict[str, list[SubmissionRow]] = {slug: [] for slug in slugs}
+        for row in rows:
+            if row.assignment in slugs:
+                by_assignment[row.assignment].append(row)
+        cells = {}
+        for a in assignments:
+            if (student_id, a.slug) in excused:
+                cells[a.slug] = Cell(excused=True)
+                continue
+            deadline = deadline_for(a, extension_of.get((student_id, a.slug)))
+            cells[a.slug] = Cell(
+                counted=counted_submission(by_assignment[a.slug], deadline, a.submissions.counts)
+            )
+        return cells
+
+    # Per student only the counted submissions stay in memory, never the stream.
+    done: dict[str, dict[str, Cell]] = {}
+    for student_id, rows in groupby(submissions, key=lambda s: s.student_id):
+        if student_id in done:
+            raise ValueError(f"submissions of {student_id!r} are not together: order them by student")
+        done[student_id] = cells_for(student_id, rows)
+
+    weights = {a.slug: a.config.weight for a in assignments}
+    for student in roster:
+        cells = done.get(student.student_id) or cells_for(student.student_id, ())
+        total = assignments_total(cells, weights, course.assignments_share)
+        yield StudentGrades(student=student, cells=cells, total=total)
+
+
+# ---- CSV ------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Decimal | None) -> str:
+    return "" if value is None else str(rounded(value))
+
+
+def total_header(course: CourseConfig) -> str:
+    """'Assignments (45)': the total's column, named after the share it is out of."""
+    return f"Assignments ({dec(course.assignments_share).normalize():f})"
+
+
+def _lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
+    # One small buffer per row: the caller streams the lines without the file ever being whole.
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _extra_cells(cell: Cell, extra: Collection[str]) -> list[str]:
+    counted = None if cell.excused else cell.counted
+    values = {
+        "raw": _fmt(counted.raw) if counted else "",
+        "late": str(counted.late_units) if counted else "",
+        "penalty": _fmt(counted.penalty) if counted else "",
+        "submission": str(counted.submission.id) if counted else "",
+    }
+    return [values[name] for name in EXTRA_COLUMNS if name in extra]
+
+
+def gradebook_csv(
+    grades: Iterable[StudentGrades],
+    *,
+    assignments: Sequence[Assignment],
+    course: CourseConfig,
+    extra: Collection[Extra] = (),
+) -> Iterator[str]:
+    """The instructor's CSV: identity, percent after penalty per assignment, the total, then extras."""
+    unknown = set(extra) - set(EXTRA_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown extra columns {sorted(unknown)}; choose from {EXTRA_COLUMNS}")
+    headers = {
+        "raw": "{} raw (%)",
+        "late": "{} late ({}s)",
+        "penalty": "{} penalty (%)",
+        "submission": "{} submission",
+    }
+    extra_header = [
+        headers[name].format(a.slug, a.late.unit)
+        for a in assignments
+        for name in EXTRA_COLUMNS
+        if name in extra
+    ]
+
+    def rows() -> Iterator[list[str]]:
+        percent_header = [f"{a.slug} (%)" for a in assignments]
+        yield ["Student ID", "Name", "Email", *percent_header, total_header(course), *extra_header]
+        for g in grades:
+            percents = [
+                EXCUSED if g.cells[a.slug].excused else _fmt(g.cells[a.slug].percent) for a in assignments
+            ]
+            extras = [value for a in assignments for value in _extra_cells(g.cells[a.slug], extra)]
+            yield [g.student.student_id, g.student.name, g.student.email, *percents, _fmt(g.total), *extras]
+
+    return _lines(rows())
+
+
+def moodle_csv(
+    grades: Iterable[StudentGrades], *, assignments: Sequence[Assignment], course: CourseConfig
+) -> Iterator[str]:
+    """The file for Moodle's "Import grades from CSV" (mapping: see the module docstring)."""
+
+    def rows() -> Iterator[list[str]]:
+        yield [
+            "ID number",
+            "Email address",
+            "Full name",
+            *(a.title for a in assignments),
+            total_header(course),
+        ]
+        for g in grades:
+            # An empty cell is "no grade" to Moodle, which is what an excusal means.
+            percents = [_fmt(g.cells[a.slug].percent) for a in assignments]
+            yield [g.student.student_id, g.student.email, g.student.name, *percents, _fmt(g.total)]
+
+    return _lines(rows())
+
+
+def per_test_csv(
+    *,
+    roster: Iterable[RosterEntry],
+    assignment: Assignment,
+    submissions: Iterable[SubmissionRow],
+    extensions: Iterable[ExtensionRow] = (),
+    excusals: Iterable[ExcusalRow] = (),
+) -> Iterator[str]:
+    """For one assignment: per student, the counted submission and 1/0 for each test it passed."""
+    grades = list(
+        student_grades(
+            roster=roster,
+            assignments=[assignment],
+            submissions=submissions,
+            course=assignment.course,
+            extensions=extensions,
+            excusals=excusals,
+        )
+    )
+    # The tests are known only from the results; the union over counted submissions, in first-seen order.
+    names: dict[str, None] = {}
+    for g in grades:
+        counted = g.cells[assignment.slug].counted
+        for test in counted.submission.tests if counted else ():
+            names.setdefault(test.name)
+
+    def rows() -> Iterator[list[str]]:
+        yield ["Student ID", "Name", "Email", "Submission", "Status", *names]
+        for g in grades:
+            cell = g.cells[assignment.slug]
+            sub = cell.counted.submission if cell.counted else None
+            passed = {t.name: t.passed for t in sub.tests} if sub else {}
+            status = "excused" if cell.excused else (sub.status if sub else "missing")
+            flags = ["" if name not in passed else str(int(passed[name])) for name in names]
+            yield [
+                g.student.student_id,
+                g.student.name,
+                g.student.email,
+                str(sub.id) if sub else "",
+                status,
+                *flags,
+            ]
+
+    return _lines(rows())
+
+
+# ---- the database ---------------------------------------------------------------------------------
+# Four queries whatever the roster's size: students, extensions, excusals, then one stream of
+# submissions ordered by user. The route must keep the session open while the lines stream
+# (FastAPI closes `yield` dependencies after the response since 0.118).
+
+STREAM_BATCH = 1000
+
+
+def _roster(session: Session) -> list[RosterEntry]:
+    rows = session.execute(
+        select(User.login, User.name, User.email).where(User.role == "student").order_by(User.login)
+    )
+    return [RosterEntry(login, name, email) for login, name, email in rows]
+
+
+def _extensions(session: Session, slugs: list[str]) -> list[ExtensionRow]:
+    rows = session.execute(
+        select(User.login, Extension.assignment, Extension.due, Extension.cutoff, Extension.reason)
+        .join(User, Extension.user_id == User.id)
+        .where(Extension.assignment.in_(slugs))
+    )
+    return [ExtensionRow(*row) for row in rows]
+
+
+def _excusals(session: Session, slugs: list[str]) -> list[ExcusalRow]:
+    rows = session.execute(
+        select(User.login, Excusal.assignment)
+        .join(User, Excusal.user_id == User.id)
+        .where(Excusal.assignment.in_(slugs))
+    )
+    return [ExcusalRow(*row) for row in rows]
+
+
+def _submissions(session: Session, slugs: list[str], *, with_tests: bool = False) -> Iterator[SubmissionRow]:
+    columns = [
+        User.login,
+        Submission.id,
+        Submission.assignment,
+        Submission.submitted_at,
+        Submission.status,
+        Submission.score,
+        Submission.max_score,
+        Submission.pinned,
+    ]
+    # The result JSON is the heavy column: read only for the per-test export.
+    if with_tests:
+        columns.append(Submission.result)
+    stmt = (
+        select(*columns)
+        .join(User, Submission.user_id == User.id)
+        .where(Submission.assignment.in_(slugs), User.role == "student")
+        # By user id, not login: what groups a student's rows is the order, whatever the collation.
+        .order_by(Submission.user_id, Submission.submitted_at)
+        .execution_options(yield_per=STREAM_BATCH)
+    )
+    for row in session.execute(stmt):
+        tests = ()
+        if with_tests:
+            tests = tuple(
+                TestRow(t["name"], t["outcome"] == "passed") for t in (row.result or {}).get("tests", [])
+            )
+        yield SubmissionRow(
+            id=row.id,
+            student_id=row.login,
+            assignment=row.assignment,
+            submitted_at=row.submitted_at,
+            status=row.status,
+            score=row.score,
+            max_score=row.max_score,
+            pinned=row.pinned,
+            tests=tests,
+        )
+
+
+def _tests_of(row) -> list[dict]:
+    return (row.result or {}).get("tests", [])
+
+
+def _grades_from_db(session: Session, assignments: Sequence[Assignment], course: CourseConfig):
+    slugs = [a.slug for a in assignments]
+    return student_grades(
+        roster=_roster(session),
+        assignments=assignments,
+        submissions=_submissions(session, slugs),
+        course=course,
+        extensions=_extensions(session, slugs),
+        excusals=_excusals(session, slugs),
+    )
+
+
+def export_csv(
+    *,
+    session: Session,
+    assignments: Sequence[Assignment],
+    course: CourseConfig,
+    extra: Collection[Extra] = (),
+) -> Iterator[str]:
+    """The gradebook CSV of every student in the database, as lines to stream."""
+    return gradebook_csv(
+        _grades_from_db(session, assignments, course), assignments=assignments, course=course, extra=extra
+    )
+
+
+def export_moodle_csv(
+    *, session: Session, assignments: Sequence[Assignment], course: CourseConfig
+) -> Iterator[str]:
+    """The Moodle grade-import CSV of every student in the database, as lines to stream."""
+    return moodle_csv(_grades_from_db(session, assignments, course), assignments=assignments, course=course)
+
+
+def export_per_test_csv(*, session: Session, assignment: Assignment) -> Iterator[str]:
+    """Which tests each student's counted submission passed, for one assignment, as lines to stream."""
+    slugs = [assignment.slug]
+    return per_test_csv(
+        roster=_roster(session),
+        assignment=assignment,
+        submissions=_submissions(session, slugs, with_tests=True),
+        extensions=_extensions(session, slugs),
+        excusals=_excusals(session, slugs),
+    )

@@ -1,0 +1,113 @@
+"""Deadlines, late penalties, the upload cutoff and submission limits: pure functions of time.
+
+Every instant is converted to UTC before it is compared or subtracted: Python compares and subtracts
+two datetimes that share a tzinfo by their wall clocks, which is wrong across a DST change.
+Penalty units are elapsed time (a day is 24 hours), so every student gets the same hours whatever the
+clock did in between.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from grader.assignments import Assignment, LatePolicy, SubmissionPolicy
+
+UNITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+HOUR = timedelta(hours=1)
+
+
+def utc(moment: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is an error, never a guess."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} has no time zone")
+    return moment.astimezone(UTC)
+
+
+def dec(value: int | float | str | Decimal) -> Decimal:
+    """A Decimal; a float by its shortest repr, so the 2.675 stored in the database stays 2.675."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+@dataclass(frozen=True)
+class ExtensionRow:
+    student_id: str
+    assignment: str
+    due: datetime
+    # None: the assignment's cutoff, moved by as much as the due date moved.
+    cutoff: datetime | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One student's due date and cutoff for one assignment, in UTC, with the late policy."""
+
+    due: datetime
+    cutoff: datetime | None
+    policy: LatePolicy
+
+
+def deadline_for(assignment: Assignment, extension: ExtensionRow | None = None) -> Deadline:
+    """The assignment's deadline, moved by the student's extension if there is one."""
+    due = utc(assignment.due)
+    cutoff = utc(assignment.late.cutoff) if assignment.late.cutoff else None
+    if extension is not None:
+        # An extension gives time; one dated before the due date is a typo, not a punishment.
+        moved = max(due, utc(extension.due))
+        if extension.cutoff is not None:
+            cutoff = max(moved, utc(extension.cutoff))
+        elif cutoff is not None:
+            cutoff += moved - due
+        due = moved
+    return Deadline(due=due, cutoff=cutoff, policy=assignment.late)
+
+
+def cutoff_for(assignment: Assignment, extension: ExtensionRow | None = None) -> datetime | None:
+    """The instant (UTC) after which this student's uploads are refused; None if never."""
+    return deadline_for(assignment, extension).cutoff
+
+
+def upload_allowed(assignment: Assignment, now: datetime, extension: ExtensionRow | None = None) -> bool:
+    """True unless `now` is after the student's cutoff (an upload at the cutoff itself is accepted)."""
+    cutoff = cutoff_for(assignment, extension)
+    return cutoff is None or utc(now) <= cutoff
+
+
+def late_units(deadline: Deadline, submitted_at: datetime) -> int:
+    """Started days (or hours) late, counted from the due date; 0 within the grace period."""
+    late = utc(submitted_at) - deadline.due
+    if late <= timedelta(minutes=deadline.policy.grace_minutes):
+        return 0
+    # Integer ceiling on timedeltas: exact to the microsecond, no float.
+    return -(-late // UNITS[deadline.policy.unit])
+
+
+def penalty_percent(deadline: Deadline, submitted_at: datetime) -> Decimal:
+    """Percent of the score deducted: penalty per started unit, capped at the maximum."""
+    policy = deadline.policy
+    units = late_units(deadline, submitted_at)
+    return min(units * dec(policy.penalty_percent), dec(policy.max_penalty_percent))
+
+
+def submission_limit_error(
+    policy: SubmissionPolicy, previous_times: Sequence[datetime], now: datetime, *, tz: str = "UTC"
+) -> str | None:
+    """Why one more upload is refused now (saying when the next is allowed), or None if it is allowed."""
+    # `previous_times`: the student's earlier submissions to this assignment that are charged; leave
+    # out those lost to infrastructure errors. `tz`: the zone the message shows times in.
+    if policy.max is not None and len(previous_times) >= policy.max:
+        return f"You have used all {policy.max} submissions for this assignment."
+    if policy.per_hour is not None:
+        now = utc(now)
+        # A sliding hour: a submission made exactly an hour ago no longer counts.
+        recent = sorted(t for t in map(utc, previous_times) if now - HOUR < t <= now)
+        if len(recent) >= policy.per_hour:
+            allowed = recent[-policy.per_hour] + HOUR
+            local = allowed.astimezone(ZoneInfo(tz))
+            return (
+                f"At most {policy.per_hour} submissions per hour: "
+                f"the next one is allowed at {local:%Y-%m-%d %H:%M:%S %Z}."
+            )
+    return None
