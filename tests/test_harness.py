@@ -1,0 +1,532 @@
+"""The in-sandbox harness, run without Docker: H and S as two local processes over loopback.
+
+The isolation claims (S cannot see H's files or processes) need the containers and are tested in
+the Docker tests; here S and H share a machine, so these tests check what the protocol does.
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[1] / "sandbox" / "harness"
+PREFIX = "@@grader "
+
+
+@dataclass
+class Run:
+    events: list[dict]
+    student_output: str  # what S printed: the student's visible output
+    stderr: str  # H's stderr, for debugging a failing test
+
+    def event(self, kind: str) -> dict:
+        return next(e for e in self.events if e["event"] == kind)
+
+    @property
+    def tests(self) -> dict[str, dict]:
+        return {e["name"].split("::")[-1]: e for e in self.events if e["event"] == "test"}
+
+    @property
+    def score(self) -> float:
+        return sum(t["points"] for t in self.tests.values())
+
+
+def run_local(
+    root: Path,
+    *,
+    submission: str | dict[str, str],
+    tests: dict[str, str],
+    public_tests: dict[str, str] | None = None,
+    deadline_s: float = 30.0,
+    **spec,
+) -> Run:
+    """Lay out root like the two containers' /tmp (harness/, grade/, work/) and run H and S on it."""
+    shutil.copytree(HARNESS, root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    files = {"submission.py": submission} if isinstance(submission, str) else submission
+    layout = {f"work/{k}": v for k, v in files.items()} | {f"grade/tests/{k}": v for k, v in tests.items()}
+    layout |= {f"grade/public_tests/{k}": v for k, v in (public_tests or {}).items()}
+    for name, text in layout.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = {
+        "deadline_s": deadline_s,
+        "student_host": "127.0.0.1",
+        "student_port": port,
+        "connect_timeout_s": 20,
+        "cells": [],
+        "seed": 0,
+        "gpu": False,
+        "max_message_bytes": 64 * 2**20,
+        **spec,
+    }
+    (root / "grade" / "spec.json").write_text(json.dumps(spec))
+    student = subprocess.Popen(
+        [sys.executable, "-I", "-u", str(root / "harness" / "student_side.py"), "127.0.0.1", str(port)],
+        cwd=root / "work",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        tests_side = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-u",
+                str(root / "harness" / "tests_side.py"),
+                str(root / "grade" / "spec.json"),
+            ],
+            cwd=root / "grade",
+            capture_output=True,
+            text=True,
+            timeout=deadline_s + 60,
+        )
+    finally:
+        student.kill()  # in the sandbox, Docker removes S when H is done
+        output = student.communicate()[0].decode("utf-8", "replace")
+    lines = tests_side.stdout.splitlines()
+    assert all(line.startswith(PREFIX) for line in lines), tests_side.stdout  # nothing else on H's stdout
+    return Run([json.loads(line[len(PREFIX) :]) for line in lines], output, tests_side.stderr)
+
+
+MLP_TESTS = {
+    "test_mlp.py": """
+        import numpy as np
+        import pytest
+        from submission import relu, softmax, sgd_step
+
+        @pytest.mark.points(2)
+        def test_relu():
+            np.testing.assert_allclose(relu(np.array([-1.0, 0.5])), [0.0, 0.5])
+
+        @pytest.mark.points(1.5)
+        def test_softmax():
+            out = softmax(np.array([0.0, 0.0]))
+            assert np.allclose(out, [0.5, 0.5])
+
+        def test_softmax_is_array():
+            assert isinstance(softmax(np.zeros(3)), np.ndarray)
+
+        def test_sgd_in_place():
+            params = [np.ones(2), {"b": np.full(3, 2.0)}]
+            assert sgd_step(params, [np.ones(2), {"b": np.ones(3)}], lr=0.5) is None
+            np.testing.assert_allclose(params[0], [0.5, 0.5])
+            np.testing.assert_allclose(params[1]["b"], [1.5, 1.5, 1.5])
+        """,
+}
+HONEST = textwrap.dedent("""
+    import numpy as np
+
+    def relu(x):
+        return np.maximum(x, 0.0)
+
+    def softmax(x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    def sgd_step(params, grads, lr):
+        stack = list(zip(params, grads))
+        while stack:
+            p, g = stack.pop()
+            if isinstance(p, dict):
+                stack.extend((p[k], g[k]) for k in p)
+            else:
+                p -= lr * g
+    """)
+
+
+def test_honest_submission_gets_full_marks(tmp_path):
+    run = run_local(
+        tmp_path,
+        submission=HONEST,
+        tests=MLP_TESTS,
+        public_tests={
+            "test_public.py": "from submission import relu\n"
+            "def test_public():\n    assert relu(-3.0) == 0.0\n"
+        },
+    )
+    collected = run.event("collected")["tests"]
+    assert [t["name"] for t in collected] == [
+        "tests/test_mlp.py::test_relu",
+        "tests/test_mlp.py::test_softmax",
+        "tests/test_mlp.py::test_softmax_is_array",
+        "tests/test_mlp.py::test_sgd_in_place",
+        "public_tests/test_public.py::test_public",
+    ]
+    assert [t["max_points"] for t in collected] == [2.0, 1.5, 1.0, 1.0, 1.0]
+    assert run.event("import") == {"event": "import", "ok": True, "message": ""}
+    assert {name: t["outcome"] for name, t in run.tests.items()} == dict.fromkeys(run.tests, "passed")
+    assert (
+        run.tests["test_public"]["visibility"] == "public"
+        and run.tests["test_relu"]["visibility"] == "hidden"
+    )
+    assert run.score == 6.5
+    assert run.events[-1] == {"event": "done", "flags": [], "error": None}
+
+
+def test_partly_wrong_submission_gets_points_per_test(tmp_path):
+    wrong = HONEST.replace("return e / e.sum()", "return e")  # softmax not normalised
+    run = run_local(tmp_path, submission=wrong, tests=MLP_TESTS)
+    assert {n: t["points"] for n, t in run.tests.items()} == {
+        "test_relu": 2.0,
+        "test_softmax": 0.0,
+        "test_softmax_is_array": 1.0,
+        "test_sgd_in_place": 1.0,
+    }
+    assert run.tests["test_softmax"]["outcome"] == "failed"
+    assert "assert np.allclose(out, [0.5, 0.5])" in run.tests["test_softmax"]["message"]
+
+
+def test_in_place_changes_are_reflected_back(tmp_path):
+    # Without the copy-back the test would see its own untouched arrays and fail.
+    run = run_local(tmp_path, submission=HONEST, tests=MLP_TESTS)
+    assert run.tests["test_sgd_in_place"]["outcome"] == "passed"
+
+
+NOTEBOOK_CELLS = [{"cell": 2, "start_line": 2, "end_line": 3}, {"cell": 4, "start_line": 5, "end_line": 7}]
+
+
+def test_syntax_error_names_the_notebook_cell(tmp_path):
+    module = "# generated\nimport numpy as np\nx = 1\n# %% cell 4\ndef relu(x):\n    return = x\npass\n"
+    run = run_local(tmp_path, submission=module, tests=MLP_TESTS, cells=NOTEBOOK_CELLS)
+    assert run.event("import") == {
+        "event": "import",
+        "ok": False,
+        "message": "syntax error in cell 4, line 2: invalid syntax",
+    }
+    assert {t["outcome"] for t in run.tests.values()} == {"failed"}
+    assert {t["message"] for t in run.tests.values()} == {"syntax error in cell 4, line 2: invalid syntax"}
+    assert run.score == 0 and run.events[-1]["error"] is None
+
+
+def test_runtime_error_names_the_notebook_cell_and_keeps_builtin_types(tmp_path):
+    module = (
+        "# generated\nimport numpy as np\nx = 1\n# %% cell 4\ndef relu(x):\n    return x @ W\n"
+        "def softmax(x):\n    raise ValueError('bad shape')\n"
+    )
+    tests = {
+        "test_err.py": """
+        import pytest
+        import submission
+
+        def test_relu():
+            submission.relu(1)
+
+        def test_raises_value_error():
+            with pytest.raises(ValueError, match="bad shape"):
+                submission.softmax(1)
+
+        def test_missing_name_is_not_an_attribute():
+            assert not hasattr(submission, "sgd_step")
+        """
+    }
+    run = run_local(tmp_path, submission=module, tests=tests, cells=NOTEBOOK_CELLS)
+    assert run.tests["test_relu"]["outcome"] == "failed"
+    assert run.tests["test_relu"]["message"].endswith("NameError in cell 4, line 2: name 'W' is not defined")
+    assert run.tests["test_raises_value_error"]["outcome"] == "passed"
+    assert run.tests["test_missing_name_is_not_an_attribute"]["outcome"] == "passed"
+
+
+@pytest.mark.parametrize(
+    "exit_call, message",
+    [
+        ("import sys; sys.exit(0)", "your code called sys.exit() while being imported"),
+        ("raise SystemExit", "your code called sys.exit() while being imported"),
+        (
+            "import os; os._exit(0)",
+            "your code's process ended while being imported "
+            "(it called os._exit, was killed, or ran out of memory)",
+        ),
+    ],
+)
+def test_exit_at_import_fails_every_test(tmp_path, exit_call, message):
+    run = run_local(tmp_path, submission=HONEST + "\n" + exit_call + "\n", tests=MLP_TESTS)
+    assert run.event("import") == {"event": "import", "ok": False, "message": message}
+    assert [(t["outcome"], t["message"]) for t in run.tests.values()] == [("failed", message)] * 4
+    assert run.score == 0
+
+
+CALL_TESTS = {
+    "test_calls.py": """
+    import submission
+
+    def test_first():
+        assert submission.first() == 1
+
+    def test_second():
+        assert submission.second() == 2
+    """
+}
+
+
+@pytest.mark.parametrize("exit_call", ["import sys; sys.exit(0)", "raise SystemExit(0)"])
+def test_exit_in_a_call_fails_that_test_only(tmp_path, exit_call):
+    run = run_local(
+        tmp_path, submission=f"def first():\n    {exit_call}\ndef second():\n    return 2\n", tests=CALL_TESTS
+    )
+    assert run.tests["test_first"]["outcome"] == "failed"
+    assert run.tests["test_first"]["message"].endswith("your code called sys.exit() during this call")
+    assert run.tests["test_second"]["outcome"] == "passed"  # S kept serving
+
+
+def test_os_exit_in_a_call_ends_the_run(tmp_path):
+    run = run_local(
+        tmp_path,
+        submission="def first():\n    import os; os._exit(0)\ndef second():\n    return 2\n",
+        tests=CALL_TESTS,
+    )
+    crashed = (
+        "your code's process ended during this test (it called os._exit, was killed, or ran out of memory)"
+    )
+    assert (run.tests["test_first"]["outcome"], run.tests["test_first"]["message"]) == ("error", crashed)
+    assert (run.tests["test_second"]["outcome"], run.tests["test_second"]["message"]) == ("not_run", crashed)
+    assert run.events[-1] == {"event": "done", "flags": [], "error": None}
+
+
+def test_patching_pytest_and_numpy_in_the_submission_changes_nothing(tmp_path):
+    wrong = HONEST.replace("np.maximum(x, 0.0)", "x * 0 + 42").replace("return e / e.sum()", "return e")
+    patches = """
+        import numpy, numpy.testing, pytest, _pytest.reports, _pytest.runner
+        numpy.allclose = lambda *a, **k: True
+        numpy.testing.assert_allclose = lambda *a, **k: None
+        pytest.approx = lambda *a, **k: True
+        _pytest.reports.TestReport.passed = property(lambda self: True)
+        _pytest.reports.BaseReport.failed = property(lambda self: False)
+        _pytest.runner.call_and_report = lambda *a, **k: None
+        """
+    run = run_local(tmp_path, submission=wrong + textwrap.dedent(patches), tests=MLP_TESTS)
+    assert run.tests["test_relu"]["outcome"] == "failed"
+    assert run.tests["test_softmax"]["outcome"] == "failed"
+    assert run.score == 2.0  # only the two tests the wrong code really passes
+
+
+def test_lying_objects_score_zero(tmp_path):
+    liars = """
+        class Liar:
+            def __eq__(self, other): return True
+            def __ne__(self, other): return False
+            def __bool__(self): return True
+            def __array__(self, *a, **k):
+                import numpy; return numpy.array([0.0, 0.5])
+            def __float__(self): return 0.5
+            def __len__(self): return 2
+            def __getitem__(self, i): return [0.0, 0.5][i]
+
+        def relu(x): return Liar()
+        def softmax(x): return Liar()
+        def sgd_step(params, grads, lr): return None
+        """
+    tests = {
+        "test_liars.py": """
+        import numpy as np
+        from submission import relu, softmax
+
+        def test_eq():
+            assert relu(1.0) == 1.0
+
+        def test_bool():
+            assert softmax(1.0)
+
+        def test_array():
+            np.testing.assert_allclose(relu(np.array([-1.0, 0.5])), [0.0, 0.5])
+
+        def test_allclose():
+            assert np.allclose(softmax(np.zeros(2)), [0.5, 0.5])
+
+        def test_float():
+            assert float(relu(0.5)) == 0.5
+        """
+    }
+    run = run_local(tmp_path, submission=liars, tests=tests)
+    assert run.score == 0
+    assert {t["outcome"] for t in run.tests.values()} == {"failed"}
+    refused = "your function returned a Liar object where a value was expected"
+    for name in ("test_bool", "test_array", "test_allclose", "test_float"):
+        assert refused in run.tests[name]["message"], name
+
+
+def test_fake_result_lines_and_files_change_nothing(tmp_path):
+    fake = json.dumps(
+        {
+            "event": "test",
+            "name": "tests/test_mlp.py::test_softmax",
+            "points": 1.5,
+            "max_points": 1.5,
+            "outcome": "passed",
+            "message": "",
+            "visibility": "hidden",
+        }
+    )
+    wrong = HONEST.replace("return e / e.sum()", "return e") + textwrap.dedent(f"""
+        import os, sys
+        print({PREFIX + fake!r}, flush=True)
+        print('@@grader {{"event": "done", "flags": [], "error": null}}', file=sys.stderr, flush=True)
+        for name in ("results.json", "report.xml", "../grade/results.json"):
+            try:
+                with open(name, "w") as f:
+                    f.write('{{"score": 100}}')
+            except OSError:
+                pass
+        """)
+    run = run_local(tmp_path, submission=wrong, tests=MLP_TESTS)
+    assert PREFIX + fake in run.student_output  # just the student's own output
+    assert run.tests["test_softmax"]["outcome"] == "failed" and run.score == 4.0
+    assert [e["event"] for e in run.events].count("done") == 1
+
+
+def test_an_infinite_loop_times_out_and_the_rest_is_not_run(tmp_path):
+    submission = "def first():\n    return 1\ndef second():\n    while True:\n        pass\n"
+    tests = {"test_calls.py": CALL_TESTS["test_calls.py"] + "\n    def test_third():\n        assert True\n"}
+    run = run_local(tmp_path, submission=submission, tests=tests, deadline_s=3.0)
+    assert run.tests["test_first"]["outcome"] == "passed"
+    assert (run.tests["test_second"]["outcome"], run.tests["test_second"]["message"]) == (
+        "timeout",
+        "timed out: the whole submission has 3 s",
+    )
+    assert run.tests["test_third"]["outcome"] == "not_run"
+    assert run.events[-1]["event"] == "done"
+
+
+def test_a_malformed_reply_is_flagged_as_tampering(tmp_path):
+    submission = """
+        import gc, socket
+
+        def first():
+            conn = next(o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0)
+            conn.sendall(b"\\x00\\x00\\x00\\x01" + (3).to_bytes(8, "big") + b"{x}")
+            return 1
+
+        def second():
+            return 2
+        """
+    run = run_local(tmp_path, submission=submission, tests=CALL_TESTS)
+    assert run.tests["test_first"]["outcome"] == "error"
+    assert run.tests["test_first"]["message"].startswith(
+        "tampering: malformed reply from the submission process"
+    )
+    assert run.tests["test_second"]["outcome"] == "not_run"
+    assert run.events[-1]["flags"] == ["tampering: malformed reply from the submission process"]
+
+
+def test_hidden_test_source_never_reaches_the_student_side(tmp_path):
+    marker = "PLANTED-MARKER-8d1f3c"
+    tests = {
+        "test_secret.py": f"""
+        '''{marker} in the docstring'''
+        import numpy as np
+        from submission import snoop
+
+        SECRET = "{marker} in a constant"
+
+        def test_snoop():
+            '''{marker} in the test's docstring'''
+            assert snoop(np.arange(3), scale=2.0) == 3
+        """,
+        "conftest.py": f"MARKER = '{marker}'\n",
+    }
+    # The student's code looks everywhere S can reach: its memory, its files, its arguments.
+    submission = """
+        import gc, glob, os, sys
+
+        def snoop(*args, **kwargs):
+            seen = [repr(args), repr(kwargs), repr(sys.argv), repr(dict(os.environ))]
+            for obj in gc.get_objects():
+                if isinstance(obj, (str, bytes, bytearray, dict, list, tuple)):
+                    seen.append(repr(obj)[:10000])
+            for frame in sys._current_frames().values():
+                while frame:
+                    seen.append(repr(frame.f_locals)[:10000])
+                    frame = frame.f_back
+            for path in glob.glob("**", recursive=True) + glob.glob("/proc/self/*"):
+                try:
+                    with open(path, "rb") as f:
+                        seen.append(f.read(100000).decode("latin-1"))
+                except OSError:
+                    pass
+            text = "\\n".join(seen)
+            # Built only now, so that the search itself is not what it finds.
+            found = "-".join(["PLANTED", "MARKER", "8d1f3c"]) in text
+            print("FOUND" if found else "NOT FOUND", len(text))
+            return 3
+        """
+    run = run_local(tmp_path, submission=submission, tests=tests)
+    assert run.tests["test_snoop"]["outcome"] == "passed"
+    assert "NOT FOUND" in run.student_output and marker not in run.student_output
+
+
+def test_a_broken_test_file_is_an_infrastructure_error(tmp_path):
+    tests = {"test_ok.py": "def test_ok():\n    pass\n", "test_broken.py": "def test_(:\n"}
+    run = run_local(tmp_path, submission=HONEST, tests=tests)
+    error = run.events[-1]["error"]
+    assert error["kind"] == "infrastructure" and error["code"] == "harness"
+    assert "tests/test_broken.py" in error["message"]
+    assert not [e for e in run.events if e["event"] == "test"]
+
+
+def test_instructor_conftest_and_seeding_work(tmp_path):
+    tests = {
+        "conftest.py": """
+            import pytest
+
+            @pytest.fixture
+            def weights():
+                return [1.0, 2.0]
+            """,
+        "test_conf.py": """
+            import random
+            import numpy as np
+            from submission import draw
+
+            def test_fixture(weights):
+                assert weights == [1.0, 2.0]
+
+            def test_seeded_on_both_sides():
+                here = (random.random(), float(np.random.rand()))
+                assert draw() == (0.8444218515250481, 0.5488135039273248)
+                assert here == (0.8444218515250481, 0.5488135039273248)
+            """,
+    }
+    submission = (
+        "import random\nimport numpy as np\n"
+        "def draw():\n    return (random.random(), float(np.random.rand()))\n"
+    )
+    run = run_local(tmp_path, submission=submission, tests=tests)
+    assert {n: t["outcome"] for n, t in run.tests.items()} == {
+        "test_fixture": "passed",
+        "test_seeded_on_both_sides": "passed",
+    }
+
+
+def test_plain_data_keeps_its_types(tmp_path):
+    submission = """
+        import numpy as np
+
+        def values():
+            return {"f": np.float64(1.5), "i": np.int32(3), "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+                    "t": (1, 2.0, 3j, None, b"x", "s"), "s": {1, 2}, (1, "k"): [True],
+                    "dt": np.dtype("int16")}
+        """
+    tests = {
+        "test_types.py": """
+        import numpy as np
+        from submission import values
+
+        def test_types():
+            v = values()
+            assert type(v["f"]) is np.float64 and v["f"] == 1.5 and type(v["i"]) is np.int32
+            assert v["a"].dtype == np.float32 and v["a"].shape == (2, 3) and v["a"][1, 2] == 5.0
+            v["a"][0, 0] = 7.0  # writable
+            assert v["t"] == (1, 2.0, 3j, None, b"x", "s") and v["s"] == {1, 2} and v[(1, "k")] == [True]
+            assert v["dt"] == np.dtype("int16")
+        """
+    }
+    run = run_local(tmp_path, submission=submission, tests=tests)
+    assert run.tests["test_types"]["outcome"] == "passed", run.tests["test_types"]["message"]
