@@ -8,12 +8,15 @@ from rich.console import Console
 from rich.table import Table
 
 from grader.assignments import InvalidAssignment, Problem, load_assignment, submission_source, validate_folder
+from grader.cli_accounts import instructor_app, roster_app
 from grader.config import get_settings
 from grader.results import GradeError, GradeResult
 
 app = typer.Typer(help="Autograder for deep-learning homeworks.", no_args_is_help=True)
 assignments_app = typer.Typer(help="Check and load assignment folders.", no_args_is_help=True)
 app.add_typer(assignments_app, name="assignments")
+app.add_typer(roster_app, name="roster")
+app.add_typer(instructor_app, name="instructor")
 
 console = Console(stderr=True)
 
@@ -123,3 +126,166 @@ def assignments_check(paths: list[Path] = typer.Argument(..., help="assignment f
         else:
             console.print("  [green]ok[/]")
     raise typer.Exit(1 if failed else 0)
+
+
+# --- The service: database, tokens, API and workers (docs/service.md) ---
+
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    from grader.db import migrate as upgrade
+
+    url = get_settings().effective_database_url
+    upgrade(url)
+    console.print(f"[green]schema up to date[/] ({url.split('@')[-1]})")
+
+
+def _sync_or_exit() -> None:
+    from grader import catalog
+    from grader.db import session_factory
+
+    settings = get_settings()
+    try:
+        with session_factory(settings)() as session:
+            loaded = catalog.sync(session=session, settings=settings)
+    except InvalidAssignment as exc:
+        print_problems(exc.path, exc.problems)
+        raise typer.Exit(2) from exc
+    console.print(
+        f"{len(loaded)} assignment(s) from {settings.assignments_dir}: {', '.join(loaded) or 'none'}"
+    )
+
+
+@assignments_app.command("sync")
+def assignments_sync() -> None:
+    """Load the assignments folder into the service (refused, with every problem, if a folder is invalid)."""
+    _sync_or_exit()
+
+
+@token_app.command("create")
+def token_create(
+    instructor: bool = typer.Option(False, "--instructor", help="a token for an instructor"),
+    login: str = typer.Option("instructor", "--login", help="the instructor's login (with --instructor)"),
+    student: str | None = typer.Option(None, "--student", help="a token for this student id"),
+    name: str = typer.Option("", "--name", help="the person's name, for a new user"),
+) -> None:
+    """Create a user if needed and print a new bearer token for them."""
+    from grader import auth
+    from grader.db import session_factory
+
+    if instructor == (student is not None):
+        console.print("give either --instructor [--login NAME] or --student ID")
+        raise typer.Exit(2)
+    with session_factory(get_settings())() as session:
+        user = auth.get_or_create_user(
+            session=session,
+            login=login if instructor else student,
+            role="instructor" if instructor else "student",
+            name=name,
+        )
+        if instructor and not user.is_instructor:
+            console.print(f"[red]{user.login} exists and is a student[/]")
+            raise typer.Exit(1)
+        token = auth.create_token(session=session, user=user)
+        session.commit()
+    sys.stdout.write(token + "\n")
+
+
+def _uvicorn(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run("grader.main:app", host=host, port=port, proxy_headers=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port to listen on"),
+) -> None:
+    """The whole service in one command: migrate, sync assignments, the API, grading and the sweeper."""
+    import subprocess
+
+    from grader import embedded, sweeper
+    from grader.db import migrate as upgrade
+
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    _sync_or_exit()
+    worker_process = None
+    if settings.embedded:
+        name = embedded.start(settings)
+        sweeper.start(settings=settings, worker=name, queues=["cpu", "gpu"])
+        console.print(f"embedded: SQLite at {settings.effective_database_url}, grading in this process")
+    else:
+        worker_process = subprocess.Popen([sys.executable, "-m", "grader.cli", "worker", "--queues", "cpu"])
+    try:
+        _uvicorn(host, port)
+    finally:
+        if worker_process:
+            worker_process.terminate()
+            worker_process.wait(timeout=30)
+
+
+@app.command()
+def api(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port to listen on"),
+) -> None:
+    """Only the API (workers run apart: `grader worker`). Run `grader migrate` first."""
+    _sync_or_exit()
+    _uvicorn(host, port)
+
+
+@app.command()
+def worker(
+    queues: str = typer.Option("cpu", help="queues to serve: cpu, gpu, or cpu,gpu"),
+    gpus: int = typer.Option(0, help="GPU worker: this many processes, each pinned to one GPU (0..N-1)"),
+    concurrency: int | None = typer.Option(None, help="processes (default: --gpus N, else 1)"),
+    name: str | None = typer.Option(None, help="the worker's name (default: QUEUES-PID@HOST)"),
+) -> None:
+    """A Celery worker grading in the sandbox; needs GRADER_BROKER_URL."""
+    import os
+    import socket
+
+    from grader.worker import QUEUES
+    from grader.worker import app as celery
+
+    settings = get_settings()
+    if settings.embedded:
+        console.print("no broker configured (GRADER_BROKER_URL): `grader serve` grades in its own process")
+        raise typer.Exit(2)
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    if not chosen or any(q not in QUEUES for q in chosen):
+        console.print(f"--queues must be among {', '.join(QUEUES)}")
+        raise typer.Exit(2)
+    if gpus and "gpu" not in chosen:
+        console.print("--gpus only makes sense with --queues gpu")
+        raise typer.Exit(2)
+    celery.conf.grader_gpus = gpus
+    # The pid in the name tells a restarted worker from the dead one it replaces (containers, heartbeats).
+    name = name or f"{'-'.join(chosen)}-{os.getpid()}@{socket.gethostname()}"
+    celery.worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(chosen),
+            "--concurrency",
+            str(concurrency or gpus or 1),
+            "--hostname",
+            name,
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    app()

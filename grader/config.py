@@ -29,6 +29,20 @@ class Settings(BaseSettings):
     max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_upload_files: int = Field(default=2000, ge=1)
 
+    # The grading service. A worker holds a lease on the submission it grades and renews it every
+    # lease_s/3; an expired lease means the worker died, and the sweeper (every sweep_interval_s)
+    # re-enqueues the submission. A queued submission whose task did not reach the broker, or was
+    # sent more than requeue_after_s ago and never started, is sent again.
+    lease_s: int = Field(default=60, ge=2)
+    sweep_interval_s: float = Field(default=15, gt=0)
+    requeue_after_s: int = Field(default=600, ge=1)
+    # Grading attempts per submission (infrastructure failures and dead workers included); after the
+    # last one it is stored as an infrastructure error. Retries wait retry_backoff_s * 2**(attempt-1).
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_backoff_s: float = Field(default=10, ge=0)
+    # Grading threads inside `grader serve` on the embedded default (no broker).
+    embedded_workers: int = Field(default=1, ge=1, le=64)
+
     @field_validator("data_dir", "assignments_dir")
     @classmethod
     def _absolute(cls, path: Path) -> Path:

@@ -1,0 +1,52 @@
+"""The assignments the service serves: the folders under settings.assignments_dir.
+
+`sync` validates every folder and records them in the `assignments` table; each process keeps the
+loaded folders and reloads them when a later sync (from `grader assignments sync`) is recorded.
+"""
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from grader.assignments import Assignment, load_all
+from grader.config import Settings
+from grader.db import utcnow
+from grader.models import AssignmentRecord
+
+# Per assignments folder: the sync stamp the assignments were loaded at, and the assignments.
+_loaded: dict[Path, tuple[object, dict[str, Assignment]]] = {}
+
+
+def sync(*, session: Session, settings: Settings) -> dict[str, Assignment]:
+    """Load and validate every folder (InvalidAssignment on the first bad one) and record them."""
+    assignments = load_all(settings.assignments_dir)
+    now = utcnow()
+    records = {record.slug: record for record in session.scalars(select(AssignmentRecord))}
+    for slug, assignment in assignments.items():
+        record = records.pop(slug, None) or AssignmentRecord(slug=slug)
+        record.title = assignment.title
+        record.due = assignment.due
+        record.cutoff = assignment.late.cutoff
+        record.weight = assignment.config.weight
+        record.gpu = assignment.sandbox.gpu
+        record.config = assignment.config.model_dump(mode="json")
+        record.active = True
+        record.synced_at = now
+        session.add(record)
+    for record in records.values():  # the folder is gone; its submissions stay
+        record.active = False
+        record.synced_at = now
+    session.commit()
+    _loaded[settings.assignments_dir] = (now, assignments)
+    return assignments
+
+
+def current(*, session: Session, settings: Settings) -> dict[str, Assignment]:
+    """The assignments by slug, reloaded from disk when a sync happened since they were loaded."""
+    stamp = session.scalar(select(func.max(AssignmentRecord.synced_at)))
+    cached = _loaded.get(settings.assignments_dir)
+    if cached is None or (stamp is not None and cached[0] != stamp):
+        cached = (stamp, load_all(settings.assignments_dir))
+        _loaded[settings.assignments_dir] = cached
+    return cached[1]

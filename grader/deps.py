@@ -1,0 +1,56 @@
+"""Dependency aliases for the routes."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from grader import auth, catalog, db
+from grader.assignments import Assignment
+from grader.config import Settings, get_settings
+from grader.models import User
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    yield from db.sessions(settings)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `grader token create`")
+
+
+def current_user(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    user = auth.user_for_token(session=session, token=credentials.credentials) if credentials else None
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid token: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def instructor(user: CurrentUser) -> User:
+    if not user.is_instructor:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "instructors only")
+    return user
+
+
+InstructorDep = Annotated[User, Depends(instructor)]
+
+
+def assignments(session: SessionDep, settings: SettingsDep) -> dict[str, Assignment]:
+    return catalog.current(session=session, settings=settings)
+
+
+AssignmentsDep = Annotated[dict[str, Assignment], Depends(assignments)]

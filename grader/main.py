@@ -1,0 +1,33 @@
+"""The FastAPI app: routers and the database-unavailable handler."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from grader.routes import assignments, gradebook, pages_common, submissions
+
+log = logging.getLogger(__name__)
+
+app = FastAPI(title="grader", description="Autograder for deep-learning homeworks.")
+app.include_router(submissions.router)
+app.include_router(assignments.router)
+app.include_router(gradebook.router)
+pages_common.install(app)  # the web pages for students and instructors
+
+
+@app.exception_handler(OperationalError)
+@app.exception_handler(InterfaceError)
+async def database_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+    log.error("database unavailable during %s %s: %s", request.method, request.url.path, exc.orig)
+    return JSONResponse(
+        {"detail": "the database is unavailable; nothing was changed, try again in a moment"},
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
+
+
+@app.get("/api/health", tags=["health"])
+def health() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,1 @@
+"""The API's routers: thin; the work happens in plain functions elsewhere in the package."""

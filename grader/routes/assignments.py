@@ -1,0 +1,55 @@
+"""Assignments and regrading."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select, update
+
+from grader import dispatch, views
+from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
+from grader.models import Submission, User
+from grader.schemas import AssignmentOut, RegradeOut
+
+router = APIRouter(prefix="/api", tags=["assignments"])
+
+
+@router.get("/assignments", response_model=list[AssignmentOut])
+def list_assignments(user: CurrentUser, assignments: AssignmentsDep) -> list[AssignmentOut]:
+    """The assignments (students see released ones only)."""
+    now = datetime.now(UTC)
+    return [
+        views.assignment_out(a)
+        for a in assignments.values()
+        if user.is_instructor or a.config.released <= now
+    ]
+
+
+@router.post("/assignments/{slug}/regrade", response_model=RegradeOut, status_code=status.HTTP_202_ACCEPTED)
+def regrade(
+    slug: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: InstructorDep,
+    assignments: AssignmentsDep,
+    student: str | None = None,
+) -> RegradeOut:
+    """Queue every submission of the assignment (or of one student) to be graded again."""
+    if slug not in assignments:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
+    query = select(Submission.id, Submission.queue).where(Submission.assignment == slug)
+    if student is not None:
+        user_id = session.scalar(select(User.id).where(User.login == student))
+        if user_id is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {student!r}")
+        query = query.where(Submission.user_id == user_id)
+    rows = [tuple(row) for row in session.execute(query)]
+    if rows:
+        session.execute(
+            update(Submission)
+            .where(Submission.id.in_([sid for sid, _ in rows]))
+            .values(status="queued", attempts=0, worker=None, lease_until=None, enqueued_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        dispatch.enqueue(session=session, settings=settings, submissions=rows)
+    return RegradeOut(queued=len(rows))

@@ -1,0 +1,52 @@
+"""Read a multipart upload without ever holding more than the size limit.
+
+Starlette's own form parsing reads the whole body before the route runs; here the body is counted as
+it arrives and the request is refused as soon as it passes the limit. File parts spool to a temporary
+file past 1 MiB (Starlette's MultiPartParser).
+"""
+
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+# Room for the multipart boundaries, part headers and the small text fields around the file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+class TooLarge(Exception):
+    pass
+
+
+class BadForm(Exception):
+    pass
+
+
+async def _counted(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise TooLarge
+        yield chunk
+
+
+async def receive_form(request: Request, *, max_file_bytes: int) -> FormData:
+    """The form, its file parts spooled; TooLarge past max_file_bytes, BadForm if not multipart."""
+    limit = max_file_bytes + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge  # refused before reading a byte of it
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadForm("send the upload as multipart/form-data with fields `assignment` and `file`")
+    parser = MultiPartParser(request.headers, _counted(request.stream(), limit), max_files=1, max_fields=8)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise BadForm(exc.message) from exc
+    upload = form.get("file")
+    if upload is not None and not isinstance(upload, str) and (upload.size or 0) > max_file_bytes:
+        await form.close()
+        raise TooLarge
+    return form

@@ -1,0 +1,180 @@
+"""POST and GET submissions."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from grader import dispatch, views
+from grader.deps import AssignmentsDep, CurrentUser, SessionDep, SettingsDep
+from grader.models import Submission, User
+from grader.routes.forms import BadForm, TooLarge, receive_form
+from grader.schemas import SubmissionOut
+from grader.submissions import Refused, create_submission
+
+router = APIRouter(prefix="/api/submissions", tags=["submissions"])
+
+REFUSED_STATUS = {
+    "bad_format": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    "closed": status.HTTP_403_FORBIDDEN,
+    "max_submissions": status.HTTP_429_TOO_MANY_REQUESTS,
+    "rate_limited": status.HTTP_429_TOO_MANY_REQUESTS,
+}
+
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["assignment", "file"],
+                    "properties": {
+                        "assignment": {"type": "string", "description": "the assignment's slug"},
+                        "file": {"type": "string", "format": "binary", "description": "a .ipynb or a .zip"},
+                        "student": {
+                            "type": "string",
+                            "description": "instructors: submit for this student id",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionOut, openapi_extra=UPLOAD_FORM
+)
+async def submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    assignments: AssignmentsDep,
+) -> SubmissionOut:
+    """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
+    try:
+        form = await receive_form(request, max_file_bytes=settings.max_upload_bytes)
+    except TooLarge as exc:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"uploads are limited to {settings.max_upload_bytes} bytes",
+        ) from exc
+    except BadForm as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    try:
+        slug, upload, on_behalf = form.get("assignment"), form.get("file"), form.get("student")
+        if not isinstance(slug, str) or not isinstance(upload, UploadFile):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, "send the fields `assignment` and `file`"
+            )
+        assignment = assignments.get(slug)
+        if assignment is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
+        data = await upload.read()
+        return await run_in_threadpool(
+            _accept, session, settings, user, assignment, on_behalf, upload.filename or "upload", data
+        )
+    finally:
+        await form.close()
+
+
+def _accept(session, settings, user, assignment, on_behalf, filename, data) -> SubmissionOut:
+    student = user
+    if on_behalf and on_behalf != user.login:
+        if not user.is_instructor:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only instructors may submit for another student")
+        student = session.scalar(select(User).where(User.login == on_behalf))
+        if student is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {on_behalf!r}")
+    try:
+        submission = create_submission(
+            session=session,
+            settings=settings,
+            assignment=assignment,
+            student=student,
+            filename=filename,
+            data=data,
+            by_instructor=user.is_instructor,
+        )
+    except Refused as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        code = REFUSED_STATUS.get(exc.reason, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        raise HTTPException(code, exc.message, headers=headers) from exc
+    # Committed: now it may be sent. If the broker is down the sweeper sends it later.
+    dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
+    session.refresh(submission)
+    return views.submission_out(
+        session=session,
+        settings=settings,
+        submission=submission,
+        student=student,
+        viewer=user,
+        assignment=assignment,
+    )
+
+
+@router.get("", response_model=list[SubmissionOut])
+def list_submissions(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    assignments: AssignmentsDep,
+    assignment: str | None = None,
+    student: Annotated[str | None, Query(description="instructors: this student's only")] = None,
+) -> list[SubmissionOut]:
+    """Your submissions, newest first (instructors: everyone's, or one student's)."""
+    query = (
+        select(Submission, User)
+        .join(User, User.id == Submission.user_id)
+        .order_by(Submission.submitted_at.desc())
+    )
+    if not user.is_instructor:
+        query = query.where(Submission.user_id == user.id)
+    elif student:
+        query = query.where(User.login == student)
+    if assignment:
+        query = query.where(Submission.assignment == assignment)
+    return [
+        views.submission_out(
+            session=session,
+            settings=settings,
+            submission=sub,
+            student=owner,
+            viewer=user,
+            assignment=assignments.get(sub.assignment),
+        )
+        for sub, owner in session.execute(query.limit(500)).all()
+    ]
+
+
+@router.get("/{submission_id}", response_model=SubmissionOut)
+def get_submission(
+    submission_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    assignments: AssignmentsDep,
+) -> SubmissionOut:
+    """One submission: status, score, tests (as much as you may see), timestamps and lateness."""
+    row = session.execute(
+        select(Submission, User)
+        .join(User, User.id == Submission.user_id)
+        .where(Submission.id == submission_id)
+    ).first()
+    # Someone else's submission is reported as missing, not as forbidden: ids are not to be probed.
+    if row is None or (not user.is_instructor and row.Submission.user_id != user.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such submission")
+    submission, owner = row
+    return views.submission_out(
+        session=session,
+        settings=settings,
+        submission=submission,
+        student=owner,
+        viewer=user,
+        assignment=assignments.get(submission.assignment),
+    )

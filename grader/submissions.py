@@ -1,0 +1,164 @@
+"""Accept an upload: check it, store the file, insert the row and commit. Enqueueing comes after."""
+
+import hashlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from grader.assignments import Assignment
+from grader.config import Settings
+from grader.db import utcnow
+from grader.models import Extension, Submission, User
+from grader.uploads import BadUpload, detect_format, unpack
+
+
+class Refused(Exception):
+    """The upload is not accepted and nothing was stored; `reason` says which rule refused it."""
+
+    def __init__(self, reason: str, message: str, *, retry_after: int | None = None):
+        # reason: bad_format, bad_upload, closed, max_submissions, rate_limited
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    due: datetime
+    cutoff: datetime | None  # None: uploads are always accepted
+
+
+def deadlines(*, session: Session, assignment: Assignment, user_id: int) -> Deadlines:
+    """The student's due date and cutoff: the assignment's, or their extension's."""
+    extension = session.scalar(
+        select(Extension).where(Extension.user_id == user_id, Extension.assignment == assignment.slug)
+    )
+    cutoff = assignment.late.cutoff
+    if extension is None:
+        return Deadlines(due=assignment.due, cutoff=cutoff)
+    if extension.cutoff is not None:
+        cutoff = extension.cutoff
+    elif cutoff is not None:
+        # An extension without its own cutoff keeps the assignment's grace period after the new due date.
+        cutoff = max(cutoff, extension.due + (cutoff - assignment.due))
+    return Deadlines(due=extension.due, cutoff=cutoff)
+
+
+def upload_path(settings: Settings, sha256: str) -> Path:
+    return settings.data_dir / "uploads" / sha256[:2] / sha256
+
+
+def store_upload(settings: Settings, data: bytes) -> str:
+    """Write the upload under its content hash (atomically; identical uploads share a file)."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = upload_path(settings, digest)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return digest
+
+
+def _counted(session: Session, user_id: int, slug: str, since: datetime | None = None):
+    # Submissions that failed on our side are never charged to the student.
+    query = select(Submission.submitted_at).where(
+        Submission.user_id == user_id,
+        Submission.assignment == slug,
+        or_(Submission.error_kind.is_(None), Submission.error_kind != "infrastructure"),
+    )
+    return query.where(Submission.submitted_at > since) if since else query
+
+
+def check_limits(*, session: Session, assignment: Assignment, user_id: int, now: datetime) -> None:
+    """Refuse past the cutoff, past submissions.max, or past submissions.per_hour."""
+    cutoff = deadlines(session=session, assignment=assignment, user_id=user_id).cutoff
+    if cutoff is not None and now > cutoff:
+        raise Refused(
+            "closed", f"{assignment.slug} closed at {cutoff.isoformat()}; uploads are no longer accepted"
+        )
+    policy = assignment.submissions
+    if policy.max is not None:
+        used = session.scalar(
+            select(func.count()).select_from(_counted(session, user_id, assignment.slug).subquery())
+        )
+        if used >= policy.max:
+            raise Refused(
+                "max_submissions", f"you have used all {policy.max} submissions for {assignment.slug}"
+            )
+    if policy.per_hour is not None:
+        hour_ago = now - timedelta(hours=1)
+        recent = sorted(session.scalars(_counted(session, user_id, assignment.slug, since=hour_ago)))
+        if len(recent) >= policy.per_hour:
+            # The oldest upload in the window leaves it first; then one more is allowed.
+            wait = recent[len(recent) - policy.per_hour] + timedelta(hours=1) - now
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise Refused(
+                "rate_limited",
+                f"at most {policy.per_hour} submissions per hour for {assignment.slug}; "
+                f"try again in {seconds} s",
+                retry_after=seconds,
+            )
+
+
+def create_submission(
+    *,
+    session: Session,
+    settings: Settings,
+    assignment: Assignment,
+    student: User,
+    filename: str,
+    data: bytes,
+    by_instructor: bool = False,
+) -> Submission:
+    """Check the upload, store it, insert and commit its row (status queued). Refused stores nothing."""
+    try:
+        kind = detect_format(filename, data[:64])
+    except BadUpload as exc:
+        raise Refused(exc.code, exc.message) from exc
+    if kind not in assignment.config.formats:
+        accepted = " or ".join(f".{fmt}" for fmt in assignment.config.formats)
+        raise Refused("bad_format", f"{assignment.slug} accepts {accepted} uploads, not .{kind}")
+    # Lock the student's row so that two simultaneous uploads cannot both pass the limits.
+    session.execute(select(User.id).where(User.id == student.id).with_for_update())
+    now = utcnow()
+    if not by_instructor:  # instructors' uploads (CI smoke runs) ignore the student's deadlines and limits
+        check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
+    try:
+        unpack(
+            data,
+            filename,
+            assignment,
+            max_bytes=settings.max_unpacked_bytes,
+            max_files=settings.max_upload_files,
+        )
+    except BadUpload as exc:
+        raise Refused(exc.code, exc.message) from exc
+    digest = store_upload(settings, data)  # before the commit: a committed row always has its file
+    submission = Submission(
+        user_id=student.id,
+        assignment=assignment.slug,
+        submitted_at=now,
+        sha256=digest,
+        filename=Path(filename).name[:256],
+        format=kind,
+        queue="gpu" if assignment.sandbox.gpu else "cpu",
+        status="queued",
+    )
+    session.add(submission)
+    session.commit()
+    return submission

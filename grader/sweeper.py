@@ -1,0 +1,149 @@
+"""Nothing accepted is lost: re-enqueue what is stuck, clear dead workers' containers, keep heartbeats.
+
+Runs as a thread in `grader serve` and in every `grader worker`; several sweepers at once are safe
+(every change is a conditional UPDATE, and a task sent twice is graded once).
+"""
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from grader import dispatch, sandbox
+from grader.config import Settings
+from grader.db import session_factory, utcnow
+from grader.models import Submission, Worker
+
+log = logging.getLogger(__name__)
+
+# A submission committed this recently may still be on its way to the broker from the request.
+SEND_GRACE_S = 5
+# Containers of submissions finished this recently are looked for (and removed) on every sweep.
+FINISHED_WINDOW = timedelta(hours=6)
+
+
+def heartbeat_s(settings: Settings) -> float:
+    return max(1.0, settings.lease_s / 3)
+
+
+def beat(*, session: Session, name: str, queues: list[str], gpus: int = 0) -> None:
+    """Record that this worker is alive and which queues it serves."""
+    worker = session.get(Worker, name) or Worker(name=name, queues=",".join(queues), gpus=gpus)
+    worker.seen_at = utcnow()
+    session.add(worker)
+    session.commit()
+
+
+def serving(*, session: Session, settings: Settings, queue: str) -> bool:
+    """Whether a live worker (a heartbeat within the lease time) serves this queue."""
+    since = utcnow() - timedelta(seconds=settings.lease_s)
+    names = session.scalars(select(Worker.queues).where(Worker.seen_at > since))
+    return any(queue in queues.split(",") for queues in names)
+
+
+def _remove_containers(settings: Settings, submission_ids: list[str]) -> None:
+    if not submission_ids:
+        return
+    try:
+        removed = sandbox.remove_orphans(settings=settings, submission_ids=set(submission_ids))
+        if removed:
+            log.warning("removed %d container(s) left behind by stopped workers", removed)
+    except Exception as exc:  # no engine here (an API-only host) or it is down: try again next sweep
+        log.warning("could not look for orphaned containers: %s", exc)
+
+
+def sweep(*, settings: Settings) -> dict[str, int]:
+    """One pass: take submissions back from workers whose lease expired, send again what never reached
+    a broker (or was sent long ago and never started), remove containers nobody owns."""
+    now = utcnow()
+    with session_factory(settings)() as session:
+        expired = list(
+            session.scalars(
+                select(Submission.id).where(Submission.status == "running", Submission.lease_until < now)
+            )
+        )
+        # Their worker is gone (or hung): its containers go before someone else starts grading.
+        _remove_containers(settings, expired)
+        requeued = 0
+        for submission_id in expired:
+            requeued += session.execute(
+                update(Submission)
+                .where(
+                    Submission.id == submission_id,
+                    Submission.status == "running",
+                    Submission.lease_until < now,
+                )
+                .values(status="queued", worker=None, lease_until=None, enqueued_at=None)
+            ).rowcount
+        session.commit()
+
+        stale = session.execute(
+            select(Submission.id, Submission.queue).where(
+                Submission.status == "queued",
+                or_(
+                    and_(
+                        Submission.enqueued_at.is_(None),
+                        Submission.submitted_at < now - timedelta(seconds=SEND_GRACE_S),
+                    ),
+                    Submission.enqueued_at < now - timedelta(seconds=settings.requeue_after_s),
+                ),
+            )
+        ).all()
+        sent = dispatch.enqueue(session=session, settings=settings, submissions=[tuple(row) for row in stale])
+
+        finished = list(
+            session.scalars(
+                select(Submission.id).where(
+                    Submission.status.in_(("graded", "error")), Submission.finished_at > now - FINISHED_WINDOW
+                )
+            )
+        )
+    _remove_containers(settings, finished)
+    if requeued or stale:
+        log.info(
+            "sweep: %d lease(s) expired, %d of %d stuck submission(s) sent again", requeued, sent, len(stale)
+        )
+    return {"expired": requeued, "stale": len(stale), "sent": sent}
+
+
+def run(
+    *,
+    settings: Settings,
+    stop: threading.Event,
+    worker: str | None = None,
+    queues: list[str] = (),
+    gpus: int = 0,
+) -> None:
+    """Sweep every sweep_interval_s and, for a worker, beat every heartbeat_s, until `stop` is set."""
+    next_sweep = 0.0
+    clock = 0.0
+    tick = min(heartbeat_s(settings), settings.sweep_interval_s)
+    while True:
+        try:
+            if worker:
+                with session_factory(settings)() as session:
+                    beat(session=session, name=worker, queues=list(queues), gpus=gpus)
+            if clock >= next_sweep:
+                sweep(settings=settings)
+                next_sweep = clock + settings.sweep_interval_s
+        except Exception:  # the database or broker is down: keep trying, never die
+            log.exception("sweeper pass failed")
+        if stop.wait(tick):
+            return
+        clock += tick
+
+
+def start(
+    *, settings: Settings, worker: str | None = None, queues: list[str] = (), gpus: int = 0
+) -> threading.Event:
+    """Run the sweeper in a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(
+        target=run,
+        kwargs=dict(settings=settings, stop=stop, worker=worker, queues=queues, gpus=gpus),
+        daemon=True,
+        name="grader-sweeper",
+    ).start()
+    return stop

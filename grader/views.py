@@ -1,0 +1,85 @@
+"""Shape stored rows into API responses for a given viewer."""
+
+from grader import feedback, sweeper
+from grader.assignments import Assignment
+from grader.config import Settings
+from grader.models import Submission, User
+from grader.results import GradeResult
+from grader.schemas import AssignmentOut, SubmissionOut
+from grader.submissions import deadlines
+
+QUEUE_NOTES = {
+    "gpu": "waiting for a GPU worker; none is running",
+    "cpu": "waiting for a worker; none is running",
+}
+
+
+def submission_out(
+    *,
+    session,
+    settings: Settings,
+    submission: Submission,
+    student: User,
+    viewer: User,
+    assignment: Assignment | None,
+) -> SubmissionOut:
+    """The submission as `viewer` may see it."""
+    out = SubmissionOut(
+        id=submission.id,
+        assignment=submission.assignment,
+        student=student.login,
+        status=submission.status,
+        filename=submission.filename,
+        format=submission.format,
+        submitted_at=submission.submitted_at,
+        started_at=submission.started_at,
+        finished_at=submission.finished_at,
+        attempts=submission.attempts,
+        score=submission.score,
+        max_score=submission.max_score,
+    )
+    if assignment is not None:
+        due = deadlines(session=session, assignment=assignment, user_id=student.id).due
+        out.late_seconds = max(0, int((submission.submitted_at - due).total_seconds()))
+    if submission.status == "queued" and not settings.embedded:
+        if not sweeper.serving(session=session, settings=settings, queue=submission.queue):
+            out.queue_note = QUEUE_NOTES.get(submission.queue)
+    result = GradeResult.model_validate(submission.result) if submission.result else None
+    if viewer.is_instructor:
+        out.flags, out.flagged, out.pinned, out.worker = (
+            result.flags if result else [],
+            submission.flagged,
+            submission.pinned,
+            submission.worker,
+        )
+        if result:
+            out.tests, out.error, out.output, out.output_truncated = (
+                result.tests,
+                result.error,
+                result.output,
+                result.output_truncated,
+            )
+    elif result:
+        # A missing assignment folder: the strictest policy.
+        hidden = assignment.config.feedback.hidden if assignment else "score"
+        out.tests, out.hidden, out.error = feedback.for_student(result, hidden=hidden)
+        out.output, out.output_truncated = result.output, result.output_truncated
+    return out
+
+
+def assignment_out(assignment: Assignment) -> AssignmentOut:
+    policy = assignment.submissions
+    return AssignmentOut(
+        slug=assignment.slug,
+        title=assignment.title,
+        released=assignment.config.released,
+        due=assignment.due,
+        cutoff=assignment.late.cutoff,
+        formats=list(assignment.config.formats),
+        max_submissions=policy.max,
+        per_hour=policy.per_hour,
+        counts=policy.counts,
+        weight=assignment.config.weight,
+        gpu=assignment.sandbox.gpu,
+        feedback_hidden=assignment.config.feedback.hidden,
+    )

@@ -1,0 +1,410 @@
+"""The HTTP API on real PostgreSQL: refusals store nothing, and students see only what they may."""
+
+import csv
+import io
+import json
+import re
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from grader import auth
+from grader.config import Settings, get_settings
+from grader.deps import get_session
+from grader.main import app
+from grader.models import Extension, Submission, User, Worker
+from grader.results import GradeError, GradeResult, TestResult
+
+
+def zip_of(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+PASSES = zip_of({"submission.py": "def add(a, b):\n    return a + b\n"})
+
+
+@pytest.fixture
+def settings(tmp_path, course, pg_url) -> Settings:
+    # No broker: accepted uploads go to the in-process queue, which nothing consumes in these tests.
+    return Settings(database_url=pg_url, broker_url="", data_dir=tmp_path / "data", assignments_dir=course)
+
+
+@pytest.fixture
+def client(settings, db_session):
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[get_session] = lambda: db_session
+    with TestClient(app) as client:
+        yield client
+    app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def people(db_session) -> dict[str, tuple[User, dict[str, str]]]:
+    """Two students and an instructor, each with their Authorization header."""
+    found = {}
+    for login, role in (("s1", "student"), ("s2", "student"), ("prof", "instructor")):
+        user = auth.get_or_create_user(session=db_session, login=login, role=role)
+        found[login] = (user, {"Authorization": f"Bearer {auth.create_token(session=db_session, user=user)}"})
+    db_session.commit()
+    return found
+
+
+def headers(people, login: str) -> dict[str, str]:
+    return people[login][1]
+
+
+def edit(course, slug: str, **extra: str) -> None:
+    """Append TOML tables to an assignment's config, e.g. late='cutoff = ...'."""
+    path = course / slug / "assignment.toml"
+    path.write_text(path.read_text() + "".join(f"\n[{table}]\n{body}\n" for table, body in extra.items()))
+
+
+def upload(client, who, *, assignment="add-one", data=PASSES, filename="hw.zip", **fields):
+    return client.post(
+        "/api/submissions",
+        headers=who,
+        data={"assignment": assignment, **fields},
+        files={"file": (filename, data)},
+    )
+
+
+def nothing_stored(db_session, settings) -> bool:
+    rows = db_session.scalar(select(func.count()).select_from(Submission))
+    files = (
+        list((settings.data_dir / "uploads").rglob("*")) if (settings.data_dir / "uploads").exists() else []
+    )
+    return rows == 0 and not [f for f in files if f.is_file()]
+
+
+def test_accepts_an_upload_stores_the_file_and_queues_it(client, people, db_session, settings):
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued" and body["student"] == "s1" and body["assignment"] == "add-one"
+    row = db_session.get(Submission, body["id"])
+    assert row.format == "zip" and row.queue == "cpu" and row.enqueued_at is not None
+    assert (settings.data_dir / "uploads" / row.sha256[:2] / row.sha256).read_bytes() == PASSES
+    assert row.submitted_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("token", [None, "Bearer grd_not-a-token", "Basic czE6eA=="])
+def test_a_missing_or_bad_token_is_401(client, people, db_session, settings, token):
+    response = upload(client, {"Authorization": token} if token else {})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert nothing_stored(db_session, settings)
+
+
+def test_a_revoked_token_is_401(client, people, db_session):
+    user, who = people["s1"]
+    for token in db_session.scalars(select(auth.ApiToken).where(auth.ApiToken.user_id == user.id)):
+        token.revoked = True
+    db_session.commit()
+    assert client.get("/api/assignments", headers=who).status_code == 401
+
+
+def test_an_unknown_assignment_is_404(client, people, db_session, settings):
+    response = upload(client, headers(people, "s1"), assignment="hw9-nope")
+    assert response.status_code == 404 and "hw9-nope" in response.json()["detail"]
+    assert nothing_stored(db_session, settings)
+
+
+def test_a_format_the_assignment_does_not_accept_is_415(client, people, db_session, settings, course):
+    path = course / "add-one" / "assignment.toml"
+    path.write_text(path.read_text().replace('formats = ["ipynb", "zip"]', 'formats = ["ipynb"]'))
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 415 and ".ipynb" in response.json()["detail"]
+    response = upload(client, headers(people, "s1"), data=b"print(1)\n", filename="hw.py")
+    assert response.status_code == 415
+    assert nothing_stored(db_session, settings)
+
+
+@pytest.mark.parametrize(
+    ("filename", "data"),
+    [
+        ("hw.ipynb", b'{"cells": [ not json'),
+        ("hw.zip", b"PK\x03\x04 truncated"),
+        ("hw.zip", b"not a zip at all"),
+        ("hw.zip", zip_of({"notes.txt": "no submission.py"})),
+    ],
+    ids=["broken_notebook", "truncated_zip", "zip_named_but_not", "zip_without_submission"],
+)
+def test_an_unusable_upload_is_422_with_the_reason(client, people, db_session, settings, filename, data):
+    response = upload(client, headers(people, "s1"), data=data, filename=filename)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+    assert nothing_stored(db_session, settings)
+
+
+def test_an_upload_over_the_limit_is_413(client, people, db_session, settings):
+    settings.max_upload_bytes = 4096
+    big = zip_of({"submission.py": "x = 1\n", "weights.bin": "".join(f"{i:08x}" for i in range(4000))})
+    response = upload(client, headers(people, "s1"), data=big)
+    assert response.status_code == 413
+    assert nothing_stored(db_session, settings)
+
+
+def test_an_oversized_streamed_upload_without_content_length_is_413(client, people, db_session, settings):
+    settings.max_upload_bytes = 4096
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="assignment"\r\n\r\nadd-one\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="hw.zip"\r\n\r\n'
+    ).encode()
+
+    def body():  # a generator: sent chunked, so only the running count can stop it
+        yield head
+        for _ in range(200):
+            yield b"x" * 1024
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post(
+        "/api/submissions",
+        headers={**headers(people, "s1"), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
+    assert response.status_code == 413
+    assert nothing_stored(db_session, settings)
+
+
+def test_after_the_cutoff_uploads_are_refused_with_the_time(client, people, db_session, settings, course):
+    edit(course, "add-one", late="cutoff = 2021-01-01T00:00:00Z")
+    path = course / "add-one" / "assignment.toml"
+    path.write_text(path.read_text().replace("due = 2099-01-01T00:00:00Z", "due = 2020-06-01T00:00:00Z"))
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 403
+    assert "2021-01-01T00:00:00+00:00" in response.json()["detail"]
+    assert nothing_stored(db_session, settings)
+
+
+def test_an_extension_moves_the_cutoff_and_lateness(client, people, db_session, settings, course):
+    edit(course, "add-one", late="cutoff = 2021-01-01T00:00:00Z")
+    path = course / "add-one" / "assignment.toml"
+    path.write_text(path.read_text().replace("due = 2099-01-01T00:00:00Z", "due = 2020-06-01T00:00:00Z"))
+    user = people["s1"][0]
+    due = datetime.now(UTC) - timedelta(hours=2)
+    db_session.add(Extension(user_id=user.id, assignment="add-one", due=due, cutoff=due + timedelta(days=1)))
+    db_session.commit()
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 202, response.text
+    assert 7190 < response.json()["late_seconds"] < 7300
+
+
+def test_over_the_submission_limit_is_429(client, people, db_session, settings, course):
+    edit(course, "add-one", submissions="max = 2")
+    for _ in range(2):
+        assert upload(client, headers(people, "s1")).status_code == 202
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 429 and "2 submissions" in response.json()["detail"]
+    assert db_session.scalar(select(func.count()).select_from(Submission)) == 2
+    assert upload(client, headers(people, "s2")).status_code == 202  # per student
+
+
+def test_failures_on_our_side_are_not_charged(client, people, db_session, course):
+    edit(course, "add-one", submissions="max = 1")
+    first = upload(client, headers(people, "s1")).json()["id"]
+    db_session.get(Submission, first).error_kind = "infrastructure"
+    db_session.commit()
+    assert upload(client, headers(people, "s1")).status_code == 202
+
+
+def test_over_the_hourly_limit_is_429_with_retry_after(client, people, db_session, settings, course):
+    edit(course, "add-one", submissions="per_hour = 2")
+    for _ in range(2):
+        assert upload(client, headers(people, "s1")).status_code == 202
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 429
+    assert 3500 <= int(response.headers["retry-after"]) <= 3600
+    assert db_session.scalar(select(func.count()).select_from(Submission)) == 2
+
+
+def test_only_instructors_submit_for_someone_else(client, people, db_session, settings):
+    response = upload(client, headers(people, "s1"), student="s2")
+    assert response.status_code == 403
+    assert nothing_stored(db_session, settings)
+    assert upload(client, headers(people, "prof"), student="nobody").status_code == 404
+    response = upload(client, headers(people, "prof"), student="s2")
+    assert response.status_code == 202 and response.json()["student"] == "s2"
+
+
+RESULT = GradeResult(
+    status="graded",
+    score=3,
+    max_score=6,
+    tests=[
+        TestResult(name="test_shape", points=1, max_points=1, outcome="passed", visibility="public"),
+        TestResult(
+            name="test_public_grad",
+            points=0,
+            max_points=2,
+            outcome="failed",
+            message="grad off",
+            visibility="public",
+        ),
+        TestResult(name="test_secret_mask", points=2, max_points=2, outcome="passed", message="SECRET-A"),
+        TestResult(name="test_secret_edge", points=0, max_points=1, outcome="failed", message="SECRET-B"),
+    ],
+    error=GradeError(kind="student", code="timeout", message="timed out after 60 s"),
+    output="hello from the student\n",
+    flags=["wrote to the results file"],
+)
+
+
+@pytest.fixture
+def graded(db_session, people, settings):
+    """A graded submission of s1 with public and hidden tests."""
+    submission = Submission(
+        user_id=people["s1"][0].id,
+        assignment="add-one",
+        sha256="0" * 64,
+        filename="hw.zip",
+        format="zip",
+        status="graded",
+        score=RESULT.score,
+        max_score=RESULT.max_score,
+        result=RESULT.model_dump(mode="json"),
+        flagged=True,
+        started_at=datetime.now(UTC),
+        finished_at=datetime.now(UTC),
+        attempts=1,
+    )
+    db_session.add(submission)
+    db_session.commit()
+    return submission.id
+
+
+def policy(course, hidden: str) -> None:
+    edit(course, "add-one", feedback=f'hidden = "{hidden}"')
+
+
+def test_hidden_score_shows_only_the_hidden_total(client, people, graded, course):
+    policy(course, "score")
+    body = client.get(f"/api/submissions/{graded}", headers=headers(people, "s1")).json()
+    assert [t["name"] for t in body["tests"]] == ["test_shape", "test_public_grad"]
+    assert body["tests"][1]["message"] == "grad off"  # public tests in full
+    assert body["hidden"] == {"score": 2, "max_score": 3}
+    assert body["score"] == 3 and body["max_score"] == 6
+    assert body["output"] == "hello from the student\n"
+    assert body["flags"] is None and body["flagged"] is None
+    text = json.dumps(body)
+    assert "secret" not in text.lower()
+
+
+def test_hidden_names_shows_names_and_points_without_messages(client, people, graded, course):
+    policy(course, "names")
+    body = client.get(f"/api/submissions/{graded}", headers=headers(people, "s1")).json()
+    secret = {t["name"]: t for t in body["tests"] if t["visibility"] == "hidden"}
+    assert set(secret) == {"test_secret_mask", "test_secret_edge"}
+    assert secret["test_secret_mask"]["points"] == 2 and secret["test_secret_edge"]["max_points"] == 1
+    assert "SECRET-A" not in json.dumps(body) and "SECRET-B" not in json.dumps(body)
+
+
+def test_hidden_full_shows_everything_but_flags(client, people, graded, course):
+    policy(course, "full")
+    body = client.get(f"/api/submissions/{graded}", headers=headers(people, "s1")).json()
+    assert "SECRET-A" in json.dumps(body) and len(body["tests"]) == 4
+    assert body["flags"] is None
+
+
+def test_instructors_see_everything_and_the_flags(client, people, graded, course):
+    policy(course, "score")
+    body = client.get(f"/api/submissions/{graded}", headers=headers(people, "prof")).json()
+    assert len(body["tests"]) == 4 and "SECRET-B" in json.dumps(body)
+    assert body["flags"] == ["wrote to the results file"] and body["flagged"] is True
+
+
+def test_another_students_submission_is_404(client, people, graded):
+    assert client.get(f"/api/submissions/{graded}", headers=headers(people, "s2")).status_code == 404
+    assert client.get("/api/submissions/not-an-id", headers=headers(people, "s1")).status_code == 404
+    listed = client.get("/api/submissions", headers=headers(people, "s2")).json()
+    assert listed == []
+
+
+def test_infrastructure_messages_are_not_shown_to_students(client, people, graded, db_session):
+    row = db_session.get(Submission, graded)
+    row.status, row.error_kind = "error", "infrastructure"
+    row.result = GradeResult(
+        status="error",
+        error=GradeError(kind="infrastructure", code="harness", message="output ends: test_secret_x"),
+    ).model_dump(mode="json")
+    db_session.commit()
+    body = client.get(f"/api/submissions/{graded}", headers=headers(people, "s1")).json()
+    assert body["error"]["kind"] == "infrastructure" and "test_secret_x" not in json.dumps(body)
+    body = client.get(f"/api/submissions/{graded}", headers=headers(people, "prof")).json()
+    assert "test_secret_x" in body["error"]["message"]
+
+
+def test_a_gpu_submission_says_when_no_gpu_worker_runs(client, people, settings, db_session, redis_broker):
+    settings.broker_url = redis_broker
+    body = upload(client, headers(people, "s1"), assignment="add-gpu").json()
+    assert body["status"] == "queued"
+    assert body["queue_note"] == "waiting for a GPU worker; none is running"
+    db_session.add(Worker(name="gpu-1@host", queues="gpu", gpus=1))
+    db_session.commit()
+    body = client.get(f"/api/submissions/{body['id']}", headers=headers(people, "s1")).json()
+    assert body["queue_note"] is None
+
+
+def test_assignments_are_listed(client, people):
+    body = client.get("/api/assignments", headers=headers(people, "s1")).json()
+    one = next(a for a in body if a["slug"] == "add-one")
+    assert (
+        one["formats"] == ["ipynb", "zip"]
+        and one["max_submissions"] == 50
+        and one["title"] == "Add two numbers"
+    )
+    assert one["due"].startswith("2099-01-01")
+
+
+def test_the_gradebook_is_for_instructors(client, people, graded):
+    assert client.get("/api/gradebook.csv", headers=headers(people, "s1")).status_code == 403
+    response = client.get("/api/gradebook.csv", headers=headers(people, "prof"))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = {row["Student ID"]: row for row in csv.DictReader(io.StringIO(response.text))}
+    assert set(rows) == {"s1", "s2"}  # the whole roster, also those who never submitted
+    # add-one is the only assignment with a due date before the others? every assignment has a column.
+    assert rows["s1"]["add-one (%)"] == f"{100 * RESULT.score / RESULT.max_score:.2f}"
+    assert rows["s2"]["add-one (%)"] == "0.00"
+    moodle = client.get("/api/gradebook/moodle.csv", headers=headers(people, "prof"))
+    assert moodle.status_code == 200 and moodle.text.splitlines()[0].startswith("ID number,Email address")
+    per_test = client.get("/api/assignments/add-one/tests.csv", headers=headers(people, "prof"))
+    assert per_test.status_code == 200 and "s1" in per_test.text
+
+
+def test_regrade_requeues_all_or_one_student(client, people, graded, db_session):
+    assert client.post("/api/assignments/add-one/regrade", headers=headers(people, "s1")).status_code == 403
+    assert client.post("/api/assignments/nope/regrade", headers=headers(people, "prof")).status_code == 404
+    response = client.post("/api/assignments/add-one/regrade?student=s2", headers=headers(people, "prof"))
+    assert response.json() == {"queued": 0}
+    response = client.post("/api/assignments/add-one/regrade", headers=headers(people, "prof"))
+    assert response.status_code == 202 and response.json() == {"queued": 1}
+    row = db_session.get(Submission, graded, populate_existing=True)
+    assert row.status == "queued" and row.attempts == 0
+
+
+def test_an_unreachable_database_is_503_not_a_traceback(tmp_path, course):
+    # Nothing listens on port 1: every connection is refused, as when PostgreSQL is down.
+    down = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/grader",
+        data_dir=tmp_path,
+        assignments_dir=course,
+    )
+    app.dependency_overrides[get_settings] = lambda: down
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get("/api/assignments", headers={"Authorization": "Bearer grd_x"})
+            upload_response = upload(client, {"Authorization": "Bearer grd_x"})
+    finally:
+        app.dependency_overrides.clear()
+    for r in (response, upload_response):
+        assert r.status_code == 503
+        assert r.json() == {
+            "detail": "the database is unavailable; nothing was changed, try again in a moment"
+        }

@@ -1,0 +1,222 @@
+"""The service end to end: real API and worker processes, PostgreSQL, Redis, Docker containers.
+
+Every accepted upload is graded exactly once, whatever dies along the way.
+"""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.services import REDIS_START, redis_up
+
+pytestmark = pytest.mark.docker
+GRADER = [sys.executable, "-m", "grader.cli"]
+PASSES = io.BytesIO()
+with zipfile.ZipFile(PASSES, "w") as _archive:
+    _archive.writestr("submission.py", "def add(a, b):\n    return a + b\n")
+PASSES = PASSES.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """Processes of the service under one environment; everything started is stopped at the end."""
+
+    def __init__(self, tmp_path: Path, course: Path, **settings: str):
+        self.tmp = tmp_path
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
+        self.env.update(
+            GRADER_DATA_DIR=str(tmp_path / "data"),
+            GRADER_ASSIGNMENTS_DIR=str(course),
+            # Short leases and sweeps so that recovery happens within a test's patience.
+            GRADER_LEASE_S="3",
+            GRADER_SWEEP_INTERVAL_S="1",
+            GRADER_REQUEUE_AFTER_S="6",
+            GRADER_RETRY_BACKOFF_S="1",
+            **{f"GRADER_{k.upper()}": v for k, v in settings.items()},
+        )
+        self.procs: list[subprocess.Popen] = []
+        self.url = ""
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run([*GRADER, *args], env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def start(self, *args: str, log: str) -> subprocess.Popen:
+        with open(self.tmp / log, "ab") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen([*GRADER, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def start_api(self, command: str = "api") -> None:
+        port = free_port()
+        self.start(command, "--port", str(port), log=f"{command}.log")
+        self.url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(self.url), 60, f"`grader {command}` to answer")
+
+    @staticmethod
+    def kill(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            self.kill(proc)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.tmp.glob("*.log")
+        )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(predicate, timeout: float, what: str, service: Service | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what}\n{service.logs() if service else ''}"
+    )
+
+
+def submit(service: Service, token: str, assignment: str = "add-one", **fields: str) -> str:
+    response = httpx.post(
+        f"{service.url}/api/submissions",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"assignment": assignment, **fields},
+        files={"file": ("hw.zip", PASSES)},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def fetch(service: Service, token: str, submission_id: str) -> dict:
+    response = httpx.get(
+        f"{service.url}/api/submissions/{submission_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def containers_of(docker_client, submission_id: str) -> list:
+    return docker_client.containers.list(all=True, filters={"label": f"grader.submission={submission_id}"})
+
+
+@pytest.fixture
+def service(tmp_path, course, committed_pg, redis_broker, docker_client):
+    service = Service(tmp_path, course, database_url=committed_pg, broker_url=redis_broker)
+    yield service
+    service.stop()
+
+
+def test_an_upload_is_graded_in_a_container_and_read_back(service, docker_client):
+    token = service.run("token", "create", "--student", "s1")
+    instructor = service.run("token", "create", "--instructor", "--login", "prof")
+    service.start_api()
+    service.start("worker", "--queues", "cpu", log="worker.log")
+    submission_id = submit(service, token)
+    body = wait_for(lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b, 120,
+                    "the submission to be graded", service)  # fmt: skip
+    assert body["score"] == 1 and body["max_score"] == 1 and body["attempts"] == 1
+    assert body["hidden"] == {"score": 1, "max_score": 1} and body["tests"] == []  # hidden = "score"
+    full = fetch(service, instructor, submission_id)
+    assert [t["name"].split("::")[-1] for t in full["tests"]] == ["test_add"] and full["tests"][0][
+        "outcome"
+    ] == "passed"
+    assert full["worker"].startswith("cpu-")
+    assert wait_for(lambda: not containers_of(docker_client, submission_id), 10, "the containers to go")
+
+
+def test_a_worker_killed_mid_grading_is_replaced_and_the_submission_graded_once(service, docker_client):
+    token = service.run("token", "create", "--student", "s1")
+    instructor = service.run("token", "create", "--instructor", "--login", "prof")
+    service.start_api()
+    first = service.start("worker", "--queues", "cpu", log="worker1.log")
+    submission_id = submit(service, token, assignment="add-slow")
+    wait_for(lambda: len(containers_of(docker_client, submission_id)) == 2, 60, "grading to start", service)
+    time.sleep(1)
+    service.kill(first, signal.SIGKILL)  # the whole worker: main process and pool process
+    assert containers_of(docker_client, submission_id), "the dead worker's containers are still there"
+    service.start("worker", "--queues", "cpu", log="worker2.log")
+    body = wait_for(lambda: (b := fetch(service, instructor, submission_id))["status"] == "graded" and b, 120,
+                    "the submission to be graded by the second worker", service)  # fmt: skip
+    assert body["score"] == 1 and body["attempts"] == 2
+    assert [t["name"].split("::")[-1] for t in body["tests"]] == ["test_add_slowly"]
+    wait_for(
+        lambda: not containers_of(docker_client, submission_id), 30, "the orphaned containers to go", service
+    )
+    time.sleep(3)  # a late duplicate delivery must change nothing
+    assert fetch(service, instructor, submission_id) == body
+
+
+def test_a_redis_restart_during_a_burst_loses_no_upload(service, docker_client):
+    token = service.run("token", "create", "--student", "s1")
+    instructor = service.run("token", "create", "--instructor", "--login", "prof")
+    service.start_api()
+    service.start("worker", "--queues", "cpu", log="worker.log")
+    ids = [submit(service, token) for _ in range(3)]
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], capture_output=True)
+    try:
+        wait_for(lambda: not redis_up(), 10, "Redis to stop")
+        ids += [submit(service, token) for _ in range(3)]  # accepted while the broker is down
+    finally:
+        subprocess.run(REDIS_START, check=True, capture_output=True)
+        wait_for(redis_up, 20, "Redis to start again")
+    ids += [submit(service, token) for _ in range(2)]
+
+    def all_graded():
+        found = [fetch(service, instructor, i) for i in ids]
+        return all(b["status"] == "graded" for b in found) and found
+
+    bodies = wait_for(all_graded, 180, "every upload to be graded", service)
+    assert [b["score"] for b in bodies] == [1] * len(ids)
+    assert all(b["attempts"] >= 1 for b in bodies)
+
+
+def test_the_embedded_default_grades_with_sqlite_and_no_broker(tmp_path, course, docker_client):
+    service = Service(tmp_path, course)  # no database URL, no broker: SQLite under the data dir
+    try:
+        service.run("migrate")
+        token = service.run("token", "create", "--student", "s1")
+        service.start_api("serve")
+        submission_id = submit(service, token)
+        body = wait_for(lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b, 120,
+                        "the submission to be graded in-process", service)  # fmt: skip
+        assert body["score"] == 1 and body["queue_note"] is None
+        assert (tmp_path / "data" / "grader.db").exists()
+    finally:
+        service.stop()
