@@ -1,0 +1,278 @@
+"""People on the web: roster import, login secrets, password hashing, browser sessions and CSRF.
+
+Secrets are hashed with scrypt from the standard library (per-user salt) and compared in constant time.
+A browser session is a random token in an HttpOnly cookie; the database keeps only its SHA-256, so a
+copy of the database cannot be replayed as a cookie, and signing out deletes the row.
+"""
+
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from grader.models import User, WebSession
+
+# scrypt cost: 2**14 * 8 * 128 = 16 MiB and ~50 ms a check; enough for random secrets of 80 bits.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# No 0/o, 1/l/i: secrets are read off a mail merge and typed by hand.
+SECRET_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+SESSION_LIFETIME = timedelta(days=14)
+
+
+# ---- secrets ---------------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A random login secret like `k7fq-9xm2-tp4d-b3wn` (about 79 bits)."""
+    chars = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(16))
+    return "-".join(chars[i : i + 4] for i in range(0, 16, 4))
+
+
+def hash_secret(secret: str) -> str:
+    """A self-describing scrypt hash: `scrypt$n$r$p$salt$hash` (hex)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_secret(secret: str, stored: str | None) -> bool:
+    """True if `secret` matches the stored hash; constant-time, and False for any malformed hash."""
+    try:
+        scheme, n, r, p, salt, expected = (stored or "").split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            secret.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected) // 2
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(digest.hex(), expected)
+
+
+# A fixed hash to check against when the login does not exist, so that the response time does not
+# tell an attacker which student ids are on the roster.
+_DUMMY_HASH = hash_secret(new_secret())
+
+
+def normalize_login(login: str) -> str:
+    return login.strip().lower()
+
+
+def authenticate(session: Session, *, login: str, secret: str) -> User | None:
+    """The user with this login and secret, or None (unknown login, no secret yet, wrong secret)."""
+    user = session.scalar(select(User).where(User.login == normalize_login(login)))
+    if user is None or user.secret_hash is None:
+        verify_secret(secret, _DUMMY_HASH)
+        return None
+    return user if verify_secret(secret.strip(), user.secret_hash) else None
+
+
+# ---- roster ----------------------------------------------------------------------------------------
+
+
+class RosterError(Exception):
+    """The roster file cannot be imported; the message says which column or line is wrong."""
+
+
+@dataclass(frozen=True)
+class RosterRow:
+    line: int
+    login: str
+    name: str
+    email: str
+
+
+# Header names as LMS exports spell them (lower-cased, spaces collapsed), best first. Canvas's plain
+# "ID" is its internal number, so it counts only when nothing better is there.
+LOGIN_HEADERS = (
+    "student id", "student_id", "studentid", "sis user id", "id number", "idnumber", "student number",
+    "login", "username", "sis login id", "id",
+)  # fmt: skip
+NAME_HEADERS = ("name", "full name", "student name", "student")
+FIRST_HEADERS = ("first name", "firstname", "given name")
+LAST_HEADERS = ("surname", "last name", "lastname", "family name")
+EMAIL_HEADERS = ("email", "email address", "e-mail", "e-mail address", "mail")
+
+
+def _key(header: str) -> str:
+    return " ".join(header.replace("\ufeff", "").strip().lower().split())
+
+
+def _find(columns: dict[str, int], names: tuple[str, ...]) -> int | None:
+    return next((columns[name] for name in names if name in columns), None)
+
+
+def parse_roster(text: str) -> list[RosterRow]:
+    """Rows of a Moodle- or Canvas-style CSV (or semicolon/tab separated); RosterError if unusable."""
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    header = next(reader, None)
+    if not header:
+        raise RosterError("the roster is empty")
+    columns: dict[str, int] = {}
+    for index, name in enumerate(header):
+        columns.setdefault(_key(name), index)
+    login_col = _find(columns, LOGIN_HEADERS)
+    name_col = _find(columns, NAME_HEADERS)
+    first_col, last_col = _find(columns, FIRST_HEADERS), _find(columns, LAST_HEADERS)
+    email_col = _find(columns, EMAIL_HEADERS)
+    if login_col is None:
+        raise RosterError(
+            "no student id column; expected one of: Student ID, SIS User ID, ID number, Login (found: "
+            + ", ".join(header)
+            + ")"
+        )
+    if name_col is None and first_col is None and last_col is None:
+        raise RosterError("no name column; expected Name, or First name and Surname/Last name")
+
+    def cell(row: list[str], col: int | None) -> str:
+        return row[col].strip() if col is not None and col < len(row) else ""
+
+    rows, seen, problems = [], {}, []
+    for line, row in enumerate(reader, start=2):
+        login = normalize_login(cell(row, login_col))
+        # Canvas puts a "Points Possible" row (no student id) under the header; blank lines are noise too.
+        if not login or "points possible" in " ".join(row).lower():
+            continue
+        if name_col is not None:
+            name = cell(row, name_col)
+            # Canvas writes "Surname, First"; show people the way they write their own name.
+            if name_col == columns.get("student") and name.count(",") == 1:
+                last, first = (part.strip() for part in name.split(","))
+                name = f"{first} {last}"
+        else:
+            name = " ".join(part for part in (cell(row, first_col), cell(row, last_col)) if part)
+        if any(ch.isspace() for ch in login) or len(login) > 64:
+            problems.append(f"line {line}: {login!r} is not a usable student id")
+            continue
+        if login in seen:
+            problems.append(f"line {line}: student id {login} is also on line {seen[login]}")
+            continue
+        seen[login] = line
+        rows.append(RosterRow(line=line, login=login, name=name or login, email=cell(row, email_col)))
+    if problems:
+        raise RosterError("; ".join(problems))
+    if not rows:
+        raise RosterError("the roster has a header but no students")
+    return rows
+
+
+@dataclass
+class ImportReport:
+    created: list[tuple[RosterRow, str]] = field(default_factory=list)  # (row, the new plain secret)
+    updated: list[RosterRow] = field(default_factory=list)
+    unchanged: list[RosterRow] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why a row was not imported
+
+
+def import_roster(session: Session, rows: list[RosterRow]) -> ImportReport:
+    """Create new students with a fresh secret, update names/emails of known ones; the caller commits.
+
+    Existing secrets, roles and submissions are never touched, so importing the same roster twice
+    (or an updated one mid-term) is safe.
+    """
+    report = ImportReport()
+    existing = {
+        user.login: user
+        for user in session.scalars(select(User).where(User.login.in_([row.login for row in rows])))
+    }
+    for row in rows:
+        user = existing.get(row.login)
+        if user is None:
+            secret = new_secret()
+            session.add(
+                User(login=row.login, name=row.name, email=row.email, role="student",
+                     secret_hash=hash_secret(secret))
+            )  # fmt: skip
+            report.created.append((row, secret))
+        elif user.role != "student":
+            report.skipped.append(f"line {row.line}: {row.login} is an instructor, not changed")
+        elif (user.name, user.email) != (row.name, row.email or user.email):
+            # A roster without emails must not erase the ones we have.
+            user.name, user.email = row.name, row.email or user.email
+            report.updated.append(row)
+        else:
+            report.unchanged.append(row)
+    session.flush()
+    return report
+
+
+def secrets_csv(created: list[tuple[RosterRow, str]]) -> str:
+    """The mail-merge file for new accounts: login, name, email, secret."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["login", "name", "email", "secret"])
+    for row, secret in created:
+        writer.writerow([row.login, row.name, row.email, secret])
+    return out.getvalue()
+
+
+class AccountExists(Exception):
+    pass
+
+
+def create_instructor(session: Session, *, login: str, name: str, email: str = "") -> str:
+    """Add an instructor and return their new plain secret; AccountExists if the login is taken."""
+    login = normalize_login(login)
+    if not login or any(ch.isspace() for ch in login):
+        raise ValueError(f"{login!r} is not a usable login")
+    if session.scalar(select(User).where(User.login == login)) is not None:
+        raise AccountExists(f"{login} already exists")
+    secret = new_secret()
+    session.add(User(login=login, name=name, email=email, role="instructor", secret_hash=hash_secret(secret)))
+    session.flush()
+    return secret
+
+
+# ---- browser sessions and CSRF ------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(session: Session, user: User, *, now: datetime | None = None) -> str:
+    """Start a browser session for the user; returns the cookie value. The caller commits."""
+    now = now or datetime.now(UTC)
+    token = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=_token_hash(token), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+            created_at=now, expires_at=now + SESSION_LIFETIME,
+        )
+    )  # fmt: skip
+    session.flush()
+    return token
+
+
+def load_session(session: Session, token: str | None, *, now: datetime | None = None) -> WebSession | None:
+    """The live session for a cookie value, with its user; None if unknown or expired."""
+    if not token:
+        return None
+    web = session.get(WebSession, _token_hash(token))
+    if web is None:
+        return None
+    expires = web.expires_at if web.expires_at.tzinfo else web.expires_at.replace(tzinfo=UTC)
+    if expires <= (now or datetime.now(UTC)):
+        return None
+    return web
+
+
+def close_session(session: Session, token: str | None) -> None:
+    """Forget a browser session (sign-out), and any expired ones while we are here. The caller commits."""
+    if token:
+        session.execute(delete(WebSession).where(WebSession.token_hash == _token_hash(token)))
+    session.execute(delete(WebSession).where(WebSession.expires_at < datetime.now(UTC)))
+
+
+def csrf_matches(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(expected.encode(), given.encode())

@@ -1,0 +1,227 @@
+"""The pages in a real browser against the real service: `grader serve` (API + embedded worker + Docker
+sandbox) in a subprocess, Debian's chromium driven by Playwright. Screenshots go to
+test-output/screenshots/ for a person to look at.
+
+Needs: the Docker engine and sandbox image (marker `docker`), /usr/bin/chromium
+(scripts/setup-browser.sh) and the `playwright` package (dev extras; never `playwright install`).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.docker
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic",
+]  # fmt: skip
+SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
+NOW = datetime.now(UTC)
+
+
+def notebook(source: str) -> str:
+    cell = {
+        "cell_type": "code",
+        "id": "c1",
+        "metadata": {},
+        "execution_count": None,
+        "outputs": [],
+        "source": source,
+    }
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def write_course(root: Path) -> None:
+    """A course with one tiny assignment: one public and two hidden tests that run in a blink."""
+    (root / "course.toml").write_text(
+        'code = "CS 7643"\ntitle = "Deep Learning"\nterm = "Fall 2026"\ntimezone = "America/New_York"\n'
+        '[late]\npenalty_percent = 10\nunit = "day"\nmax_penalty_percent = 50\n'
+    )
+    hw = root / "hw0-warmup"
+    for folder in ("tests", "public_tests", "solution"):
+        (hw / folder).mkdir(parents=True)
+    (hw / "assignment.toml").write_text(
+        f'title = "HW0: warm-up"\nreleased = {(NOW - timedelta(days=1)).isoformat()}\n'
+        f'due = {(NOW + timedelta(days=3, hours=5)).isoformat()}\nweight = 5\nformats = ["ipynb"]\n'
+        '[submissions]\nmax = 10\nper_hour = 5\n[feedback]\nhidden = "score"\n[sandbox]\ntimeout_s = 60\n'
+    )
+    (hw / "public_tests" / "test_public.py").write_text(
+        "import submission\n\ndef test_relu_positive():\n    assert submission.relu(2.0) == 2.0\n"
+    )
+    (hw / "tests" / "test_hidden.py").write_text(
+        "import pytest\nimport submission\n\n"
+        "@pytest.mark.points(2)\ndef test_relu_negative():\n    assert submission.relu(-1.0) == 0.0\n\n"
+        "def test_double():\n    assert submission.double(3) == 6\n"
+    )
+    (hw / "solution" / "solution.ipynb").write_text(
+        notebook("def relu(x):\n    return max(x, 0.0)\n\ndef double(x):\n    return 2 * x\n")
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def grader_cli(env: dict, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "grader.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def service(tmp_path, docker_client):
+    """`grader serve` on a free port of 127.0.0.1 with a roster of one student and one instructor."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("no /usr/bin/chromium: run scripts/setup-browser.sh")
+    course = tmp_path / "assignments"
+    course.mkdir()
+    write_course(course)
+    env = {
+        **os.environ,
+        "GRADER_DATA_DIR": str(tmp_path / "var"),
+        "GRADER_ASSIGNMENTS_DIR": str(course),
+        "GRADER_DATABASE_URL": f"sqlite:///{tmp_path / 'grader.db'}",
+        "GRADER_BROKER_URL": "",
+    }
+    grader_cli(env, "migrate")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("First name,Surname,ID number,Email address\nAda,Lovelace,s1001,ada@example.edu\n")
+    secrets_file = tmp_path / "secrets.csv"
+    grader_cli(env, "roster", "import", str(roster), "--out", str(secrets_file))
+    student_secret = secrets_file.read_text().splitlines()[1].split(",")[-1]
+    instructor_secret = grader_cli(
+        env, "instructor", "create", "--login", "prof", "--name", "Grace Hopper"
+    ).strip()
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grader.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                pytest.fail("grader serve exited:\n" + (tmp_path / "serve.log").read_text())
+            time.sleep(0.2)
+        else:
+            pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
+        yield {"base": base, "student": ("s1001", student_secret), "instructor": ("prof", instructor_secret),
+               "tmp": tmp_path}  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def sign_in(page, base: str, login: str, secret: str) -> None:
+    page.goto(f"{base}/signin")
+    page.get_by_label("Student id or login").fill(login)
+    page.get_by_label("Secret").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_student_submits_and_instructor_downloads_the_gradebook(service, browser):
+    base, tmp = service["base"], service["tmp"]
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto(f"{base}/assignments")
+    assert "/signin" in page.url
+    shot(page, "01-signin")
+    sign_in(page, base, *service["student"])
+    page.wait_for_url(f"{base}/assignments")
+    assert page.get_by_role("link", name="HW0: warm-up").is_visible()
+    assert "3 days 5 hours left" in page.content() or "3 days 4 hours left" in page.content()
+    shot(page, "02-student-assignments")
+
+    page.get_by_role("link", name="HW0: warm-up").click()
+    # A wrong format is refused in the page before anything is sent.
+    wrong = tmp / "report.pdf"
+    wrong.write_bytes(b"%PDF-1.4\n")
+    page.set_input_files("#file", str(wrong))
+    page.get_by_text("accepts .ipynb files").wait_for()
+    assert page.get_by_role("button", name="Submit for grading").is_disabled()
+    shot(page, "03-student-upload-wrong-format")
+
+    upload = tmp / "hw0.ipynb"
+    # Passes the public test and the 2-point hidden one, fails the hidden test_double; prints markup.
+    upload.write_text(notebook(
+        "print('<script>alert(1)</script> training...')\n"
+        "def relu(x):\n    return max(x, 0.0)\n\ndef double(x):\n    return x\n"
+    ))  # fmt: skip
+    page.set_input_files("#file", str(upload))
+    page.get_by_role("button", name="Submit for grading").click()
+    page.wait_for_url(f"{base}/submissions/**")
+    shot(page, "04-submission-queued")
+    # The page polls and reloads itself when grading is done: no action from us.
+    page.locator("#status-badge.graded, #status-badge.error").wait_for(timeout=180_000)
+    body = page.content()
+    assert "graded" in page.locator("#status-badge").inner_text(), body
+    assert page.locator(".score").inner_text() == "3 / 4"
+    assert "test_relu_positive" in body
+    assert "test_double" not in body and "test_relu_negative" not in body  # hidden: only the total
+    assert page.locator("pre.output").inner_text().startswith("<script>alert(1)</script> training...")
+    assert not errors, errors  # the printed <script> did not run, and the page's own scripts did not fail
+    shot(page, "05-submission-graded")
+
+    page.get_by_role("link", name="← HW0: warm-up").click()
+    assert page.get_by_text("counts", exact=True).is_visible()
+    shot(page, "06-student-history")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{base}/signin")
+
+    sign_in(page, base, *service["instructor"])
+    page.wait_for_url(f"{base}/instructor")
+    shot(page, "07-instructor-overview")
+    page.get_by_role("link", name="HW0: warm-up").click()
+    assert "test_double" in page.content()
+    shot(page, "08-instructor-assignment")
+    page.get_by_role("link", name="Students").click()
+    page.get_by_role("link", name="s1001").click()
+    shot(page, "09-instructor-student")
+    page.get_by_role("link", name="Gradebook").click()
+    shot(page, "10-instructor-gradebook")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download CSV").click()
+    csv_text = Path(download_info.value.path()).read_text()
+    assert csv_text.splitlines()[0].startswith("student") or "s1001" in csv_text
+    assert "s1001" in csv_text
+    # The same file the API serves to an instructor's token.
+    context.close()

@@ -1,0 +1,387 @@
+"""The web pages over HTTP (TestClient) against a database built by the migrations.
+
+Grading is not run here: results are written into the rows the way the worker stores them, so each
+page is checked for what it shows, and above all for what it must not show.
+"""
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from grader import accounts
+from grader.config import get_settings
+from grader.db import migrate, session_factory
+from grader.models import Submission, User, WebSession
+from grader.results import GradeResult, TestResult
+
+NOW = datetime.now(UTC)
+NOTEBOOK = json.dumps(
+    {
+        "cells": [{"cell_type": "code", "id": "c1", "metadata": {}, "execution_count": None, "outputs": [],
+                   "source": "def relu(x):\n    return max(x, 0)\n"}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+).encode()  # fmt: skip
+
+
+def write_course(root, *, per_hour: int = 5, hidden: str = "score") -> None:
+    (root / "course.toml").write_text(
+        'code = "CS 7643"\ntitle = "Deep Learning"\nterm = "Fall 2026"\ntimezone = "America/New_York"\n'
+        '[late]\npenalty_percent = 10\nunit = "day"\nmax_penalty_percent = 50\n'
+    )
+    hw = root / "hw1-mlp"
+    (hw / "tests").mkdir(parents=True)
+    (hw / "solution").mkdir()
+    (hw / "tests" / "test_mlp.py").write_text("def test_relu():\n    assert True\n")
+    (hw / "solution" / "submission.py").write_text("def relu(x):\n    return max(x, 0)\n")
+    (hw / "assignment.toml").write_text(
+        f'title = "HW1: an MLP"\nreleased = {(NOW - timedelta(days=3)).isoformat()}\n'
+        f"due = {(NOW + timedelta(days=2)).isoformat()}\nweight = 10\n"
+        f'[submissions]\nper_hour = {per_hour}\nmax = 10\n[feedback]\nhidden = "{hidden}"\n'
+    )
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A course folder, an empty SQLite database at the migrations' head, and the app."""
+    course = tmp_path / "assignments"
+    course.mkdir()
+    write_course(course)
+    monkeypatch.setenv("GRADER_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("GRADER_ASSIGNMENTS_DIR", str(course))
+    monkeypatch.setenv("GRADER_DATABASE_URL", f"sqlite:///{tmp_path / 'grader.db'}")
+    monkeypatch.setenv("GRADER_MAX_UPLOAD_BYTES", "4096")
+    monkeypatch.delenv("GRADER_BROKER_URL", raising=False)
+    get_settings.cache_clear()
+    settings = get_settings()
+    migrate(settings.effective_database_url)
+    from grader.main import app
+
+    yield app, session_factory(settings)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def db(site):
+    with site[1]() as session:
+        yield session
+
+
+def add_user(db, login: str, role: str = "student", name: str = "") -> str:
+    secret = accounts.new_secret()
+    db.add(User(login=login, name=name or login.title(), email=f"{login}@example.edu", role=role,
+                secret_hash=accounts.hash_secret(secret)))  # fmt: skip
+    db.commit()
+    return secret
+
+
+def signed_in(site, login: str, secret: str) -> TestClient:
+    client = TestClient(site[0], base_url="http://127.0.0.1")
+    page = client.get("/signin")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = client.post("/signin", data={"login": login, "secret": secret, "csrf_token": token},
+                           follow_redirects=False)  # fmt: skip
+    assert response.status_code == 303, response.text
+    return client
+
+
+def csrf(client: TestClient, path: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def graded(db, login: str, *, output: str = "", hidden_message: str = "secret hidden detail") -> Submission:
+    """A graded submission, stored as the worker stores it."""
+    user = db.scalar(select(User).where(User.login == login))
+    result = GradeResult(
+        status="graded", score=3, max_score=5, output=output,
+        tests=[
+            TestResult(name="public_tests/test_shapes.py::test_shape", points=1, max_points=1,
+                       outcome="passed", visibility="public"),
+            TestResult(name="tests/test_mlp.py::test_hidden_backprop", points=0, max_points=2,
+                       outcome="failed", message=hidden_message, visibility="hidden"),
+            TestResult(name="tests/test_mlp.py::test_hidden_relu", points=2, max_points=2, outcome="passed"),
+        ],
+    )  # fmt: skip
+    sub = Submission(
+        user_id=user.id, assignment="hw1-mlp", submitted_at=NOW - timedelta(hours=2), sha256="0" * 64,
+        filename="hw1.ipynb", format="ipynb", status="graded", score=3, max_score=5,
+        result=result.model_dump(mode="json"),
+    )  # fmt: skip
+    db.add(sub)
+    db.commit()
+    return sub
+
+
+# ---- accounts ---------------------------------------------------------------------------------------
+
+
+def test_secret_hashing_is_salted_and_checked_in_constant_time():
+    first, second = accounts.hash_secret("abcd-efgh"), accounts.hash_secret("abcd-efgh")
+    assert first != second  # per-user salt
+    assert accounts.verify_secret("abcd-efgh", first)
+    assert not accounts.verify_secret("abcd-efgH", first)
+    assert not accounts.verify_secret("abcd-efgh", None)
+    assert not accounts.verify_secret("abcd-efgh", "scrypt$broken")
+    assert re.fullmatch(r"([a-z2-9]{4}-){3}[a-z2-9]{4}", accounts.new_secret())
+
+
+MOODLE = (
+    "First name,Surname,ID number,Email address\nAda,Lovelace,S1001,ada@example.edu\nAlan,Turing,s1002,\n"
+)
+CANVAS = (
+    "Student,ID,SIS User ID,SIS Login ID,Section\n"
+    "    Points Possible,,,,\n"
+    '"Lovelace, Ada",88231,S1001,ada,CS 7643\n'
+    '"Hopper, Grace",88232,S1003,grace,CS 7643\n'
+)
+
+
+def test_roster_headers_of_moodle_and_canvas():
+    moodle = accounts.parse_roster(MOODLE)
+    assert [(r.login, r.name, r.email) for r in moodle] == [
+        ("s1001", "Ada Lovelace", "ada@example.edu"),
+        ("s1002", "Alan Turing", ""),
+    ]
+    canvas = accounts.parse_roster(CANVAS)
+    assert [(r.login, r.name) for r in canvas] == [("s1001", "Ada Lovelace"), ("s1003", "Grace Hopper")]
+    with pytest.raises(accounts.RosterError, match="no student id column"):
+        accounts.parse_roster("Name,Email\nAda,ada@example.edu\n")
+    with pytest.raises(accounts.RosterError, match="also on line 2"):
+        accounts.parse_roster("Student ID,Name\nS1,Ada\ns1,Ada again\n")
+
+
+def test_reimporting_the_roster_keeps_secrets_and_submissions(db):
+    report = accounts.import_roster(db, accounts.parse_roster(MOODLE))
+    db.commit()
+    assert len(report.created) == 2
+    secret = dict((row.login, s) for row, s in report.created)["s1001"]
+    graded(db, "s1001")
+    again = accounts.import_roster(db, accounts.parse_roster(MOODLE.replace("Ada,", "Augusta Ada,")))
+    db.commit()
+    assert (len(again.created), len(again.updated), len(again.unchanged)) == (0, 1, 1)
+    assert accounts.authenticate(db, login="S1001", secret=secret) is not None
+    assert db.scalar(select(User).where(User.login == "s1001")).name == "Augusta Ada Lovelace"
+    assert db.scalar(select(Submission.id).join(User).where(User.login == "s1001")) is not None
+    mail = accounts.secrets_csv(report.created)
+    assert mail.splitlines()[0] == "login,name,email,secret" and secret in mail
+
+
+def test_roster_and_instructor_commands(site, tmp_path):
+    from typer.testing import CliRunner
+
+    from grader.cli import app
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text(MOODLE)
+    runner = CliRunner()
+    out = tmp_path / "secrets.csv"
+    result = runner.invoke(app, ["roster", "import", str(roster), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 3
+    result = runner.invoke(app, ["roster", "import", str(roster)])
+    assert result.exit_code == 0 and "0 new" in result.output
+    result = runner.invoke(app, ["instructor", "create", "--login", "prof", "--name", "Prof X"])
+    assert result.exit_code == 0
+    secret = result.stdout.strip().splitlines()[-1]
+    with site[1]() as session:
+        assert accounts.authenticate(session, login="prof", secret=secret).role == "instructor"
+    assert runner.invoke(app, ["instructor", "create", "--login", "prof", "--name", "Again"]).exit_code == 1
+
+
+# ---- signing in and out -----------------------------------------------------------------------------
+
+
+def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_the_session(site, db):
+    secret = add_user(db, "s1")
+    client = TestClient(site[0], base_url="http://127.0.0.1")
+    assert (
+        client.get("/assignments", follow_redirects=False).headers["location"] == "/signin?next=/assignments"
+    )
+    token = csrf(client, "/signin")
+    # No CSRF token (a cross-site form) and a wrong secret are both refused.
+    assert client.post("/signin", data={"login": "s1", "secret": secret}).status_code == 403
+    wrong = client.post("/signin", data={"login": "s1", "secret": "nope", "csrf_token": token})
+    assert wrong.status_code == 401 and "wrong secret" in wrong.text
+    response = client.post(
+        "/signin", data={"login": " S1 ", "secret": secret, "csrf_token": token, "next": "//evil.example/"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code == 303 and response.headers["location"] == "/assignments"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Secure" not in cookie
+    assert client.get("/assignments").status_code == 200
+    stolen = client.cookies.get("grader_session")
+    assert client.post("/signout", data={}, follow_redirects=False).status_code == 403  # no CSRF token
+    out = client.post("/signout", data={"csrf_token": csrf(client, "/assignments")}, follow_redirects=False)
+    assert out.status_code == 303
+    assert db.scalar(select(WebSession)) is None
+    replay = TestClient(site[0], base_url="http://127.0.0.1", cookies={"grader_session": stolen})
+    assert replay.get("/assignments", follow_redirects=False).status_code == 303
+
+
+def test_cookie_is_secure_over_https(site, db):
+    secret = add_user(db, "s1")
+    client = TestClient(site[0], base_url="https://127.0.0.1")
+    token = csrf(client, "/signin")
+    response = client.post("/signin", data={"login": "s1", "secret": secret, "csrf_token": token},
+                           follow_redirects=False)  # fmt: skip
+    assert "Secure" in response.headers["set-cookie"]
+
+
+# ---- students ---------------------------------------------------------------------------------------
+
+
+def test_assignment_list_shows_due_date_in_course_zone_and_limits(site, db):
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    page = client.get("/assignments").text
+    assert "HW1: an MLP" in page and ("EDT" in page or "EST" in page)
+    assert "left" in page and "10% off per day" in page
+    detail = client.get("/assignments/hw1-mlp").text
+    assert 'data-formats="ipynb,zip"' in detail and "at most 5 an hour" in detail
+
+
+def test_upload_then_the_submission_page_polls(site, db):
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    token = csrf(client, "/assignments/hw1-mlp")
+    response = client.post(
+        "/assignments/hw1-mlp/submit", data={"csrf_token": token},
+        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")}, follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code == 303, response.text
+    url = response.headers["location"]
+    page = client.get(url).text
+    assert "queued" in page and f'data-url="{url}/status.json"' in page
+    assert client.get(url + "/status.json").json() == {
+        "id": url.rsplit("/", 1)[1], "status": "queued", "done": False,
+        "note": "Waiting for a grading worker ...",
+    }  # fmt: skip
+    assert "hw1.ipynb" in client.get("/assignments/hw1-mlp").text
+
+
+def test_upload_errors_are_clear(site, db):
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    token = csrf(client, "/assignments/hw1-mlp")
+    as_json = {"Accept": "application/json"}
+    wrong = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, headers=as_json,
+                        files={"file": ("hw1.pdf", b"%PDF-1.4", "application/pdf")})  # fmt: skip
+    assert wrong.status_code == 400 and "upload a Jupyter notebook" in wrong.json()["detail"]
+    # Without JavaScript the same error comes back in the page.
+    page = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token},
+                       files={"file": ("hw1.ipynb", b"not json", "application/json")})  # fmt: skip
+    assert page.status_code == 400 and "is not a notebook" in page.text and "<form" in page.text
+    big = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, headers=as_json,
+                      files={"file": ("hw1.ipynb", b"{" + b" " * 200_000, "application/json")})  # fmt: skip
+    assert big.status_code == 413 and "larger than the limit" in big.json()["detail"]
+    forged = client.post("/assignments/hw1-mlp/submit", headers=as_json,
+                         files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")})  # fmt: skip
+    assert forged.status_code == 403
+    assert db.scalar(select(Submission)) is None
+
+
+def test_rate_limit_per_hour_uses_the_apis_rule(site, db, tmp_path):
+    write_course_limit = tmp_path / "assignments" / "hw1-mlp" / "assignment.toml"
+    write_course_limit.write_text(write_course_limit.read_text().replace("per_hour = 5", "per_hour = 1"))
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    token = csrf(client, "/assignments/hw1-mlp")
+    upload = {"file": ("hw1.ipynb", NOTEBOOK, "application/json")}
+    first = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload,
+                        follow_redirects=False)  # fmt: skip
+    assert first.status_code == 303
+    second = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload,
+                         headers={"Accept": "application/json"})  # fmt: skip
+    assert second.status_code == 429 and "per hour" in second.json()["detail"]
+    assert "per hour" in client.get("/assignments/hw1-mlp").text  # the form says so before trying
+
+
+def test_result_hides_hidden_tests_and_escapes_output(site, db):
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    sub = graded(db, "s1", output="<script>alert('pwned')</script>\nloss 0.1")
+    page = client.get(f"/submissions/{sub.id}").text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in page
+    assert "public_tests/test_shapes.py::test_shape" in page
+    # feedback.hidden = "score": neither the hidden tests' names nor their messages, only the total.
+    assert "test_hidden_backprop" not in page and "secret hidden detail" not in page
+    assert "Hidden tests" in page and "2 / 4" in page
+    assert "3 / 5" in page and "this one counts" in page
+    assert "data-url=" not in page  # done: no more polling
+
+
+def test_a_student_never_sees_another_students_submission(site, db):
+    add_user(db, "s2")
+    other = graded(db, "s2", output="s2's private output")
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    for path in (f"/submissions/{other.id}", f"/submissions/{other.id}/status.json"):
+        response = client.get(path)
+        assert response.status_code == 404 and "private output" not in response.text
+    assert other.id not in client.get("/assignments/hw1-mlp").text
+    for path in ("/instructor", "/instructor/assignments/hw1-mlp", "/instructor/students/s2",
+                 "/instructor/gradebook", "/instructor/gradebook.csv"):  # fmt: skip
+        assert client.get(path, follow_redirects=False).status_code == 403, path
+    token = csrf(client, "/assignments")
+    regrade = client.post(f"/instructor/submissions/{other.id}/regrade", data={"csrf_token": token})
+    assert regrade.status_code == 403
+
+
+def test_hidden_tests_with_names_feedback_show_no_messages(site, db, tmp_path):
+    toml = tmp_path / "assignments" / "hw1-mlp" / "assignment.toml"
+    toml.write_text(toml.read_text().replace('hidden = "score"', 'hidden = "names"'))
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    page = client.get(f"/submissions/{graded(db, 's1').id}").text
+    assert "test_hidden_backprop" in page and "secret hidden detail" not in page
+
+
+# ---- instructors --------------------------------------------------------------------------------------
+
+
+def test_instructor_pages_extensions_regrade_and_gradebook(site, db):
+    add_user(db, "s1", name="Ada Lovelace")
+    sub = graded(db, "s1", output="<b>bold</b>")
+    client = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    overview = client.get("/instructor").text
+    assert "HW1: an MLP" in overview and "never run" in overview
+    board = client.get("/instructor/assignments/hw1-mlp").text
+    assert "test_hidden_backprop" in board and "0 / 1" in board  # the most failed test, hidden included
+    assert 'class="histogram"' in board
+    student = client.get("/instructor/students/s1").text
+    assert "Ada Lovelace" in student and "hw1.ipynb" in student
+
+    token = csrf(client, "/instructor/students/s1")
+    response = client.post("/instructor/students/s1/extensions/hw1-mlp",
+                           data={"csrf_token": token, "due": "2099-01-10T23:59", "reason": "illness"},
+                           follow_redirects=False)  # fmt: skip
+    assert response.status_code == 303
+    assert "Sat 10 Jan 2099, 23:59 EST" in client.get("/instructor/students/s1").text
+    bad = client.post("/instructor/students/s1/extensions/hw1-mlp",
+                      data={"csrf_token": token, "due": "tomorrow"})  # fmt: skip
+    assert bad.status_code == 400 and "is not a date" in bad.text
+
+    regrade = client.post(
+        f"/instructor/submissions/{sub.id}/regrade",
+        data={"csrf_token": token, "back": "/instructor/students/s1"},
+        follow_redirects=False,
+    )
+    assert regrade.status_code == 303
+    db.expire_all()
+    assert db.get(Submission, sub.id).status == "queued"
+
+    gradebook = client.get("/instructor/gradebook").text
+    assert "Download CSV" in gradebook and "s1" in gradebook
+    csv_response = client.get("/instructor/gradebook.csv")
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in csv_response.headers["content-disposition"]
+    assert "s1" in csv_response.text
+
+
+def test_students_see_their_extension(site, db):
+    secret = add_user(db, "s1")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    token = csrf(prof, "/instructor/students/s1")
+    prof.post(
+        "/instructor/students/s1/extensions/hw1-mlp", data={"csrf_token": token, "due": "2099-01-10T23:59"}
+    )
+    page = signed_in(site, "s1", secret).get("/assignments").text
+    assert "extension" in page and "10 Jan 2099" in page
