@@ -128,6 +128,79 @@ def assignments_check(paths: list[Path] = typer.Argument(..., help="assignment f
     raise typer.Exit(1 if failed else 0)
 
 
+@assignments_app.command("list")
+def assignments_list() -> None:
+    """Each assignment in the database with its due date and last smoke result."""
+    from sqlalchemy import select
+
+    from grader import catalog
+    from grader.db import session_factory
+    from grader.models import SmokeRun
+
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        assignments = catalog.current(session=session, settings=settings)
+        table = Table(title=f"assignments in {settings.assignments_dir}")
+        for column in ("slug", "title", "due", "weight", "gpu", "last smoke"):
+            table.add_column(column)
+        for slug, assignment in sorted(assignments.items(), key=lambda item: item[1].due):
+            run = session.scalars(
+                select(SmokeRun).where(SmokeRun.assignment == slug).order_by(SmokeRun.at.desc()).limit(1)
+            ).first()
+            smoke = "never" if run is None else f"{'passed' if run.passed else 'FAILED'} {run.at:%Y-%m-%d %H:%M}"
+            if run is not None and not run.passed:
+                smoke = f"[red]{smoke}[/]: {run.detail[:80]}"
+            table.add_row(slug, assignment.title, assignment.due.isoformat(), f"{assignment.config.weight:g}",
+                          "yes" if assignment.sandbox.gpu else "", smoke)  # fmt: skip
+    Console().print(table)
+
+
+@app.command()
+def smoke(
+    paths: list[Path] = typer.Argument(None, help="assignment folders (default: every one in GRADER_ASSIGNMENTS_DIR)"),
+    url: str = typer.Option("http://127.0.0.1:8000", envvar="GRADER_URL", help="the running service"),
+    token: str = typer.Option(..., envvar="GRADER_TOKEN", help="an instructor token (grader token create)"),
+    timeout_s: float = typer.Option(900, "--timeout", help="how long to wait for all grades"),
+) -> None:
+    """Grade every reference solution (full marks) and starter (not full marks) through the service's API."""
+    import httpx
+    from rich.progress import Progress
+
+    from grader.smoke import Smoke, SmokeError
+
+    folders = [p.resolve() for p in paths] if paths else sorted(
+        p.parent for p in get_settings().assignments_dir.glob("*/assignment.toml"))  # fmt: skip
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    run = Smoke(client)
+    problems = {slug: found for slug, found in run.check_folders(folders).items() if found}
+    uploads = []
+    try:
+        for folder in folders:
+            if folder.name not in problems:
+                uploads += run.upload(folder)
+    except (SmokeError, httpx.HTTPError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    with Progress(console=console) as progress:
+        bar = progress.add_task(f"grading {len(uploads)} uploads", total=len(uploads))
+        run.wait(uploads, timeout_s=timeout_s, on_progress=lambda upload: progress.advance(bar))
+    for upload in uploads:
+        score = f"{upload.body.get('score') or 0:g}/{upload.body.get('max_score') or 0:g}"
+        verdict = upload.verdict()
+        console.print(f"  {upload.slug:<20} {upload.label:<9} {upload.body.get('status', '?'):<8} {score:<10} "
+                      f"{'[green]ok[/]' if verdict is None else f'[red]{verdict}[/]'}")  # fmt: skip
+        if verdict:
+            problems.setdefault(upload.slug, []).append(verdict)
+    for folder in folders:
+        run.record(folder.name, problems.get(folder.name, []))
+    for slug, found in problems.items():
+        console.print(f"[red]{slug}: {len(found)} problem(s)[/]")
+        for problem in found:
+            console.print(f"  {problem}", markup=False, highlight=False)
+    console.print("[green]smoke passed[/]" if not problems else "[red]smoke failed[/]")
+    raise typer.Exit(1 if problems else 0)
+
+
 # --- The service: database, tokens, API and workers (docs/service.md) ---
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

@@ -61,3 +61,15 @@ class AssignmentOut(BaseModel):
 
 class RegradeOut(BaseModel):
     queued: int
+
+
+class SmokeIn(BaseModel):
+    passed: bool
+    detail: str = ""
+
+
+class SmokeOut(BaseModel):
+    assignment: str
+    at: datetime
+    passed: bool
+    detail: str

@@ -4,110 +4,22 @@ Every accepted upload is graded exactly once, whatever dies along the way.
 """
 
 import io
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import zipfile
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fixtures.live import Service, wait_for
 from tests.fixtures.services import REDIS_START, redis_up
 
 pytestmark = pytest.mark.docker
-GRADER = [sys.executable, "-m", "grader.cli"]
 PASSES = io.BytesIO()
 with zipfile.ZipFile(PASSES, "w") as _archive:
     _archive.writestr("submission.py", "def add(a, b):\n    return a + b\n")
 PASSES = PASSES.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Service:
-    """Processes of the service under one environment; everything started is stopped at the end."""
-
-    def __init__(self, tmp_path: Path, course: Path, **settings: str):
-        self.tmp = tmp_path
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
-        self.env.update(
-            GRADER_DATA_DIR=str(tmp_path / "data"),
-            GRADER_ASSIGNMENTS_DIR=str(course),
-            # Short leases and sweeps so that recovery happens within a test's patience.
-            GRADER_LEASE_S="3",
-            GRADER_SWEEP_INTERVAL_S="1",
-            GRADER_REQUEUE_AFTER_S="6",
-            GRADER_RETRY_BACKOFF_S="1",
-            **{f"GRADER_{k.upper()}": v for k, v in settings.items()},
-        )
-        self.procs: list[subprocess.Popen] = []
-        self.url = ""
-
-    def run(self, *args: str) -> str:
-        done = subprocess.run([*GRADER, *args], env=self.env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    def start(self, *args: str, log: str) -> subprocess.Popen:
-        with open(self.tmp / log, "ab") as out:  # the child keeps its own copy of the descriptor
-            proc = subprocess.Popen([*GRADER, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
-        self.procs.append(proc)
-        return proc
-
-    def start_api(self, command: str = "api") -> None:
-        port = free_port()
-        self.start(command, "--port", str(port), log=f"{command}.log")
-        self.url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(self.url), 60, f"`grader {command}` to answer")
-
-    @staticmethod
-    def kill(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            self.kill(proc)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.tmp.glob("*.log")
-        )
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def wait_for(predicate, timeout: float, what: str, service: Service | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(
-        f"timed out after {timeout} s waiting for {what}\n{service.logs() if service else ''}"
-    )
 
 
 def submit(service: Service, token: str, assignment: str = "add-one", **fields: str) -> str:
@@ -134,13 +46,6 @@ def fetch(service: Service, token: str, submission_id: str) -> dict:
 
 def containers_of(docker_client, submission_id: str) -> list:
     return docker_client.containers.list(all=True, filters={"label": f"grader.submission={submission_id}"})
-
-
-@pytest.fixture
-def service(tmp_path, course, committed_pg, redis_broker, docker_client):
-    service = Service(tmp_path, course, database_url=committed_pg, broker_url=redis_broker)
-    yield service
-    service.stop()
 
 
 def test_an_upload_is_graded_in_a_container_and_read_back(service, docker_client):

@@ -7,8 +7,8 @@ from sqlalchemy import select, update
 
 from grader import dispatch, views
 from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
-from grader.models import Submission, User
-from grader.schemas import AssignmentOut, RegradeOut
+from grader.models import SmokeRun, Submission, User
+from grader.schemas import AssignmentOut, RegradeOut, SmokeIn, SmokeOut
 
 router = APIRouter(prefix="/api", tags=["assignments"])
 
@@ -53,3 +53,16 @@ def regrade(
         session.commit()
         dispatch.enqueue(session=session, settings=settings, submissions=rows)
     return RegradeOut(queued=len(rows))
+
+
+@router.post("/assignments/{slug}/smoke", response_model=SmokeOut, status_code=status.HTTP_201_CREATED)
+def record_smoke(
+    slug: str, body: SmokeIn, session: SessionDep, _: InstructorDep, assignments: AssignmentsDep
+) -> SmokeOut:
+    """Record the outcome of a smoke run (`grader smoke`) for the dashboard."""
+    if slug not in assignments:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
+    run = SmokeRun(assignment=slug, passed=body.passed, detail=body.detail[:4000])
+    session.add(run)
+    session.commit()
+    return SmokeOut(assignment=run.assignment, at=run.at, passed=run.passed, detail=run.detail)
