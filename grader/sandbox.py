@@ -1,0 +1,491 @@
+"""Grade one submission in Docker: the only module that talks to the engine.
+
+One sandbox is two containers. H runs the trusted harness and the hidden tests; S runs the student's
+code. S joins H's network namespace, so the tests reach the student's code over loopback while neither
+container has any other network. Files go in as a tar on stdin, never through bind mounts, so a worker
+that itself runs in a container works. Both containers are removed whatever happens.
+"""
+
+import contextlib
+import io
+import json
+import re
+import socket
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import docker
+import requests
+from docker.types import DeviceRequest, LogConfig, Ulimit
+from docker.utils.socket import frames_iter
+
+from grader import config
+from grader.assignments import Assignment
+from grader.config import Settings
+from grader.results import GradeError, GradeResult, TestResult
+from grader.uploads import Unpacked
+
+STUDENT_PORT = 7431
+# Docker 20.10's API: device requests for GPUs (1.40) and one-shot stats (1.41). Newer engines accept it.
+API_VERSION = "1.41"
+# Seconds on top of timeout_s for the containers to start and unpack; the harness gets less than
+# timeout_s (DEADLINE_MARGIN_S) so that it normally reports a timeout itself before we kill it.
+STARTUP_GRACE_S = 5.0
+DEADLINE_MARGIN_S = 2.0
+# H's stdout carries only harness lines; more than this means the harness is broken.
+HARNESS_OUTPUT_LIMIT = 16 * 2**20
+RESULT_PREFIX = "@@grader "
+
+# Runs as the container's command: unpack the tar from stdin into /tmp, then become the harness.
+# Docker would create a working_dir under /tmp owned by root, where the tar could not go; so the
+# container starts in /tmp and BOOT moves into SANDBOX_WORKDIR once the files are there.
+# -u because -I ignores PYTHONUNBUFFERED, and output still in a buffer is lost when we kill on timeout.
+BOOT = """\
+import os, sys, tarfile
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
+    archive.extractall("/tmp")
+os.chdir(os.environ.get("SANDBOX_WORKDIR", "/tmp"))
+os.execv(sys.executable, [sys.executable, "-I", "-u", "/tmp/harness/" + sys.argv[1], *sys.argv[2:]])
+"""
+
+# Evidence in the student's output (or the tests' messages) that a limit other than memory was hit.
+# EAGAIN is also what a non-blocking socket says; homework code rarely has those.
+EVIDENCE = {
+    "pids": re.compile(rb"Resource temporarily unavailable|can't start new thread|Errno 11\]"),
+    "disk": re.compile(rb"No space left on device|Errno 28\]|Disk quota exceeded"),
+}
+GPU_UNSUPPORTED = re.compile(r"could not select device driver|nvidia-container|unknown runtime", re.I)
+
+
+class SandboxUnavailable(Exception):
+    """Our problem, not the student's: the service retries it and never charges the submission."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code  # engine, image, gpu_unavailable, harness
+        self.message = message
+        super().__init__(message)
+
+
+def _tree(root: Path, prefix: str) -> dict[str, bytes]:
+    return {
+        f"{prefix}/{path.relative_to(root).as_posix()}": path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def build_tar(files: dict[str, bytes], *, uid: int) -> bytes:
+    """A tar of the files (path -> content), 0644 in 0755 folders, all owned by uid."""
+    folders = {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in sorted(folders, key=lambda folder: folder.count("/")):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
+            archive.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), 0o644, uid, uid
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _spec(assignment: Assignment, unpacked: Unpacked) -> dict:
+    box = assignment.sandbox
+    return {
+        "deadline_s": max(1.0, box.timeout_s - DEADLINE_MARGIN_S),
+        "student_host": "127.0.0.1",
+        "student_port": STUDENT_PORT,
+        "connect_timeout_s": 60,
+        "cells": [cell.__dict__ for cell in unpacked.cells],
+        "seed": 0,
+        "gpu": box.gpu,
+        # A reply bigger than this would let the student's code exhaust the tests' memory.
+        "max_message_bytes": min(64 * 2**20, box.memory_mb * 2**20 // 4),
+    }
+
+
+def _tests_tar(assignment: Assignment, unpacked: Unpacked, harness_dir: Path) -> bytes:
+    files = _tree(harness_dir, "harness") | _tree(assignment.tests_dir, "grade/tests")
+    if assignment.public_tests_dir.is_dir():
+        files |= _tree(assignment.public_tests_dir, "grade/public_tests")
+    files["grade/spec.json"] = json.dumps(_spec(assignment, unpacked)).encode()
+    return build_tar(files, uid=1000)
+
+
+def _student_tar(unpacked: Unpacked, harness_dir: Path) -> bytes:
+    files = {f"work/{name}": data for name, data in unpacked.files.items()}
+    return build_tar(_tree(harness_dir, "harness") | files, uid=1001)
+
+
+@dataclass
+class _Stream:
+    """The head of a container's stdout (and stderr), read live so a flood cannot push it out."""
+
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+    total: int = 0
+    thread: threading.Thread | None = None
+    sock: object = None
+    evidence: set[str] = field(default_factory=set)  # EVIDENCE keys seen anywhere, kept or cut
+
+    def read(self) -> None:
+        tail = b""
+        try:
+            for _stream, chunk in frames_iter(self.sock, tty=False):
+                self.total += len(chunk)
+                # Keep draining past the limit: a client that stops reading would block the container.
+                if len(self.data) < self.limit:
+                    self.data += chunk[: self.limit - len(self.data)]
+                window = tail + chunk  # the tail catches a phrase split between two chunks
+                self.evidence |= {code for code, pattern in EVIDENCE.items() if pattern.search(window)}
+                tail = window[-64:]
+        except (OSError, ValueError):
+            pass  # the connection closes when the container is killed or removed
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.limit
+
+    def close(self) -> None:
+        """Close every layer of the attach connection: the file wrapper, the socket, the HTTP response."""
+        if self.thread:
+            self.thread.join(timeout=5)
+        # The response first: closing it flushes the file wrapper, which must still be open.
+        for layer in (getattr(self.sock, "_response", None), self.sock, getattr(self.sock, "_sock", None)):
+            if layer is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    layer.close()
+
+
+def _client(settings: Settings) -> docker.DockerClient:
+    where = settings.docker_url or "the local socket (DOCKER_HOST)"
+    # A fixed API version: asking the engine for its version would connect inside the constructor,
+    # which leaks the connection when the engine is down.
+    if settings.docker_url:
+        client = docker.DockerClient(base_url=settings.docker_url, version=API_VERSION)
+    else:
+        client = docker.from_env(version=API_VERSION)
+    try:
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        client.close()
+        raise SandboxUnavailable("engine", f"cannot reach the Docker engine at {where}: {exc}") from exc
+    return client
+
+
+def _host_config(api, box, *, network_mode: str, gpu_ids: list[str] | None, log_bytes: int) -> dict:
+    mem = f"{box.memory_mb}m"
+    devices = None
+    if box.gpu:
+        devices = [
+            DeviceRequest(device_ids=gpu_ids or None, count=None if gpu_ids else -1, capabilities=[["gpu"]])
+        ]
+    return api.create_host_config(
+        network_mode=network_mode,
+        mem_limit=mem,
+        memswap_limit=mem,  # equal: no swap
+        nano_cpus=int(box.cpus * 1e9),
+        pids_limit=box.pids,
+        read_only=True,
+        # Docker mounts tmpfs noexec,nosuid,nodev: Python only reads .py files, while a compiled
+        # .so dropped into /tmp cannot be loaded.
+        tmpfs={"/tmp": f"size={box.disk_mb}m,mode=1777"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        ulimits=[Ulimit(name="nofile", soft=1024, hard=1024), Ulimit(name="core", soft=0, hard=0)],
+        # We read output from the attach stream; the log file only needs a cap so a flood cannot fill
+        # the host's disk.
+        log_config=LogConfig(type="json-file", config={"max-size": f"{log_bytes // 1024}k", "max-file": "1"}),
+        device_requests=devices,
+    )
+
+
+def _environment(box) -> dict[str, str]:
+    threads = str(max(1, int(box.cpus)))
+    return {
+        "HOME": "/tmp",
+        "MPLCONFIGDIR": "/tmp",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) -> None:
+    """Attach stdin and output, start, stream the tar in, and close stdin."""
+    sink.sock = sock = api.attach_socket(
+        container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+    )
+    raw = getattr(sock, "_sock", sock)
+    try:
+        api.start(container_id)
+    except docker.errors.APIError as exc:
+        if gpu and GPU_UNSUPPORTED.search(str(exc)):
+            raise SandboxUnavailable(
+                "gpu_unavailable",
+                f"this Docker engine has no GPU support (install the NVIDIA Container Toolkit): {exc}",
+            ) from exc
+        raise
+    try:
+        raw.sendall(archive)
+        raw.shutdown(socket.SHUT_WR)  # end of the tar; the read side keeps carrying output
+    except OSError:
+        pass  # the container died before reading everything; its exit tells the story
+    sink.thread = threading.Thread(target=sink.read, daemon=True)
+    sink.thread.start()
+
+
+def _events(stdout: bytes) -> list[tuple[str, dict]]:
+    events = []
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith(RESULT_PREFIX):
+            try:
+                event = json.loads(line[len(RESULT_PREFIX) :])
+                events.append((event.pop("event"), event))
+            except (ValueError, KeyError, AttributeError, TypeError):
+                continue
+    return events
+
+
+def _tests(events: list[tuple[str, dict]], *, timed_out: bool) -> tuple[list[TestResult] | None, dict | None]:
+    """Per-test results in collected order, and the done event; None where the harness never said."""
+    collected = next((body["tests"] for kind, body in events if kind == "collected"), None)
+    finished = {body["name"]: body for kind, body in events if kind == "test"}
+    done = next((body for kind, body in events if kind == "done"), None)
+    if collected is None:
+        return None, done
+    tests, blamed = [], not timed_out
+    for test in collected:
+        if test["name"] in finished:
+            tests.append(TestResult.model_validate({**test, **finished[test["name"]]}))
+            continue
+        # Only the test that was running when the clock ran out timed out; the rest never ran.
+        tests.append(
+            TestResult.model_validate({**test, "points": 0, "outcome": "not_run" if blamed else "timeout"})
+        )
+        blamed = True
+    return tests, done
+
+
+def _limit_error(box, *, oom: bool, pids_hit: bool, evidence: set[str]) -> GradeError | None:
+    # Processes first: a fork bomb often runs out of memory too, but the processes are the cause.
+    if pids_hit or "pids" in evidence:
+        message = f"your code started too many processes or threads (limit {box.pids})"
+        return GradeError(kind="student", code="pids", message=message)
+    if oom:
+        message = f"your code used more than {box.memory_mb} MiB of memory (the limit)"
+        return GradeError(kind="student", code="memory", message=message)
+    if "disk" in evidence:
+        message = f"your code wrote more than {box.disk_mb} MiB to disk (the limit)"
+        return GradeError(kind="student", code="disk", message=message)
+    return None
+
+
+def _fork_refusals(api, container_id: str) -> int:
+    """How often the pids limit refused a fork, from the container's cgroup; 0 where we cannot see it."""
+    try:
+        pid = api.inspect_container(container_id)["State"]["Pid"]
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            # The id check matters when the worker runs in a container: its /proc is not the host's.
+            if controllers in ("pids", "") and container_id in path:
+                base = "/sys/fs/cgroup/pids" if controllers else "/sys/fs/cgroup"
+                rows = Path(base + path, "pids.events").read_text().splitlines()
+                return int(dict(row.split() for row in rows).get("max", 0))
+    except (OSError, ValueError, docker.errors.APIError, requests.RequestException):
+        pass
+    return 0
+
+
+def _pids_hit(api, container_id: str, limit: int) -> bool:
+    """Whether S is at its pids limit now, or was refused a fork before."""
+    if _fork_refusals(api, container_id):
+        return True
+    try:
+        stats = api.stats(container_id, stream=False, one_shot=True)
+        return (stats.get("pids_stats") or {}).get("current", 0) >= limit
+    except (docker.errors.APIError, requests.RequestException, AttributeError):
+        return False
+
+
+def _stop(api, tests_id: str, student_id: str, limit_s: float, pids: int) -> tuple[bool, bool]:
+    """Wait for H to exit, then kill both; return whether the clock ran out and S hit its pids limit."""
+    deadline, pids_hit, timed_out = time.monotonic() + limit_s, False, True
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            api.wait(tests_id, timeout=min(0.5, left))
+            timed_out = False
+            break
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            # Sampled as we wait: the cgroup's count of refused forks where the worker can read it,
+            # else the process count, which a fork bomb pins at the limit long enough to be seen.
+            pids_hit = pids_hit or _pids_hit(api, student_id, pids)
+    # Once more before the kill: a fork bomb's children often outlive the call that started them.
+    pids_hit = pids_hit or _pids_hit(api, student_id, pids)
+    for container_id in (tests_id, student_id):
+        _kill(api, container_id)
+    return timed_out, pids_hit
+
+
+def grade(
+    assignment: Assignment,
+    unpacked: Unpacked,
+    *,
+    settings: Settings,
+    labels: dict[str, str] | None = None,
+    gpu_ids: list[str] | None = None,
+) -> GradeResult:
+    """Run the assignment's tests against the submission in a fresh sandbox and return the result."""
+    started = time.monotonic()
+    box = assignment.sandbox
+    image = box.image or (settings.sandbox_gpu_image if box.gpu else settings.sandbox_image)
+    harness_dir = config.HARNESS_DIR  # read at call time so tests can point it at a stand-in
+    labels = {"grader.submission": uuid.uuid4().hex, **(labels or {}), "grader.sandbox": uuid.uuid4().hex}
+    client = _client(settings)
+    api = client.api
+    created: list[str] = []
+    tests_out, student_out = _Stream(HARNESS_OUTPUT_LIMIT), _Stream(settings.output_limit_bytes)
+    sinks = (tests_out, student_out)
+    try:
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailable(
+                "image", f"sandbox image {image} is missing; build it with sandbox/build-offline.sh"
+            ) from exc
+
+        def create(role: str, entry: list[str], user: str, workdir: str, network_mode: str) -> str:
+            log_bytes = max(2 * settings.output_limit_bytes, 2**20)
+            host = _host_config(api, box, network_mode=network_mode, gpu_ids=gpu_ids, log_bytes=log_bytes)
+            env = {**_environment(box), "SANDBOX_WORKDIR": workdir}
+            # With detach left False, stdin_open also sets StdinOnce: stdin closes after our tar.
+            container = api.create_container(
+                image, ["python3", "-I", "-c", BOOT, *entry], user=user, working_dir="/tmp", environment=env,
+                labels={**labels, "grader.role": role}, host_config=host, stdin_open=True,
+            )
+            created.append(container["Id"])
+            return container["Id"]
+
+        tests_id = create(
+            "tests", ["tests_side.py", "/tmp/grade/spec.json"], "1000:1000", "/tmp/grade", "none"
+        )
+        student_args = ["student_side.py", "127.0.0.1", str(STUDENT_PORT)]
+        student_id = create("student", student_args, "1001:1001", "/tmp/work", f"container:{tests_id}")
+        _start(api, tests_id, _tests_tar(assignment, unpacked, harness_dir), tests_out, gpu=box.gpu)
+        try:
+            _start(api, student_id, _student_tar(unpacked, harness_dir), student_out, gpu=box.gpu)
+        except docker.errors.APIError:
+            # S cannot join the network of an H that has already exited; H's own exit says why.
+            if api.inspect_container(tests_id)["State"]["Running"]:
+                raise
+        timed_out, pids_hit = _stop(api, tests_id, student_id, box.timeout_s + STARTUP_GRACE_S, box.pids)
+        for sink in sinks:
+            sink.close()
+        # Only S's memory is the student's fault; H running out means the tests need a bigger limit.
+        oom = bool(api.inspect_container(student_id)["State"].get("OOMKilled"))
+        tests_exit = _exit_description(api.inspect_container(tests_id)["State"])
+        return _result(box, tests_out, student_out, timed_out=timed_out, oom=oom, pids_hit=pids_hit,
+                       tests_exit=tests_exit, duration_s=time.monotonic() - started)
+    except (docker.errors.APIError, requests.RequestException) as exc:
+        raise SandboxUnavailable("engine", f"the Docker engine failed while grading: {exc}") from exc
+    finally:
+        for container_id in reversed(created):  # S first: it uses H's network namespace
+            _remove(api, container_id)
+        for sink in sinks:
+            sink.close()
+        client.close()
+
+
+def _result(box, tests_out: _Stream, student_out: _Stream, *, timed_out: bool, oom: bool, pids_hit: bool,
+            tests_exit: str, duration_s: float) -> GradeResult:
+    output = bytes(student_out.data).decode("utf-8", "replace")
+    events = _events(bytes(tests_out.data))
+    tests, done = _tests(events, timed_out=timed_out)
+    messages = "\n".join(test.message for test in tests or []).encode()
+    evidence = student_out.evidence | {code for code, pattern in EVIDENCE.items() if pattern.search(messages)}
+    error = _limit_error(box, oom=oom, pids_hit=pids_hit, evidence=evidence)
+    if error is None and timed_out:
+        error = GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
+    if error is None and done and done.get("error"):
+        error = GradeError.model_validate({"kind": "student", "code": "harness", **done["error"]})
+        if error.kind == "infrastructure":  # e.g. the assignment's tests do not collect
+            raise SandboxUnavailable(error.code, f"the test harness failed: {error.message}")
+    if error is None and (failed := next((b for k, b in events if k == "import" and not b.get("ok")), None)):
+        message = str(failed.get("message", ""))
+        code = "syntax" if message.startswith("syntax error") else "import"
+        error = GradeError(kind="student", code=code, message=message)
+    if error is None and any(test.outcome == "timeout" for test in tests or []):
+        error = GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
+    if error is None and (done is None or tests is None):
+        tail = bytes(tests_out.data[-2000:]).decode("utf-8", "replace")
+        raise SandboxUnavailable(
+            "harness", f"the test harness exited without a result ({tests_exit}); its output ends: {tail}"
+        )
+    if student_out.truncated:
+        note = f"output truncated at {student_out.limit // 1024} KiB"
+        if error is None:
+            error = GradeError(kind="student", code="output", message=note)
+        else:
+            error = error.model_copy(update={"message": f"{error.message}; {note}"})
+    return GradeResult(
+        # No tests listed: the clock or a limit stopped the harness before it even collected them.
+        status="error" if tests is None else "graded",
+        score=sum(test.points for test in tests or []),
+        max_score=None if tests is None else sum(test.max_points for test in tests),
+        tests=tests or [],
+        error=error,
+        output=output,
+        output_truncated=student_out.truncated,
+        flags=list((done or {}).get("flags") or []),
+        duration_s=duration_s,
+    )
+
+
+def _exit_description(state: dict) -> str:
+    if state.get("OOMKilled"):
+        return "it ran out of memory: raise memory_mb or make the tests lighter"
+    return f"exit status {state.get('ExitCode')}"
+
+
+def _kill(api, container_id: str) -> None:
+    try:
+        api.kill(container_id)
+    except docker.errors.APIError:
+        pass  # already stopped
+
+
+def _remove(api, container_id: str) -> None:
+    try:
+        api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.APIError, requests.RequestException):
+        pass  # left for remove_orphans, which finds it by its label
+
+
+def remove_orphans(
+    *, settings: Settings, older_than_s: float = 0, submission_ids: set[str] | None = None
+) -> int:
+    """Remove grader-labelled containers left behind by a dead worker; return how many went."""
+    client = _client(settings)
+    removed = 0
+    try:
+        for info in client.api.containers(all=True, filters={"label": "grader.submission"}):
+            if submission_ids is not None and info["Labels"].get("grader.submission") not in submission_ids:
+                continue
+            if time.time() - info["Created"] < older_than_s:
+                continue
+            try:
+                client.api.remove_container(info["Id"], force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+    finally:
+        client.close()
+    return removed
