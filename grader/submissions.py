@@ -4,13 +4,13 @@ import hashlib
 import math
 import os
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from grader import policies
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import utcnow
@@ -29,26 +29,15 @@ class Refused(Exception):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
-class Deadlines:
-    due: datetime
-    cutoff: datetime | None  # None: uploads are always accepted
-
-
-def deadlines(*, session: Session, assignment: Assignment, user_id: int) -> Deadlines:
-    """The student's due date and cutoff: the assignment's, or their extension's."""
-    extension = session.scalar(
+def deadline(*, session: Session, assignment: Assignment, user_id: int) -> policies.Deadline:
+    """The student's due date and cutoff: the assignment's, moved by their extension if any."""
+    ext = session.scalar(
         select(Extension).where(Extension.user_id == user_id, Extension.assignment == assignment.slug)
     )
-    cutoff = assignment.late.cutoff
-    if extension is None:
-        return Deadlines(due=assignment.due, cutoff=cutoff)
-    if extension.cutoff is not None:
-        cutoff = extension.cutoff
-    elif cutoff is not None:
-        # An extension without its own cutoff keeps the assignment's grace period after the new due date.
-        cutoff = max(cutoff, extension.due + (cutoff - assignment.due))
-    return Deadlines(due=extension.due, cutoff=cutoff)
+    row = None if ext is None else policies.ExtensionRow(
+        student_id=str(user_id), assignment=ext.assignment, due=ext.due, cutoff=ext.cutoff, reason=ext.reason
+    )  # fmt: skip
+    return policies.deadline_for(assignment, row)
 
 
 def upload_path(settings: Settings, sha256: str) -> Path:
@@ -86,7 +75,7 @@ def _counted(session: Session, user_id: int, slug: str, since: datetime | None =
 
 def check_limits(*, session: Session, assignment: Assignment, user_id: int, now: datetime) -> None:
     """Refuse past the cutoff, past submissions.max, or past submissions.per_hour."""
-    cutoff = deadlines(session=session, assignment=assignment, user_id=user_id).cutoff
+    cutoff = deadline(session=session, assignment=assignment, user_id=user_id).cutoff
     if cutoff is not None and now > cutoff:
         raise Refused(
             "closed", f"{assignment.slug} closed at {cutoff.isoformat()}; uploads are no longer accepted"

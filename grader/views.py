@@ -1,12 +1,11 @@
 """Shape stored rows into API responses for a given viewer."""
 
-from grader import feedback, sweeper
+from grader import feedback, policies, submissions, sweeper
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.models import Submission, User
 from grader.results import GradeResult
 from grader.schemas import AssignmentOut, SubmissionOut
-from grader.submissions import deadlines
 
 QUEUE_NOTES = {
     "gpu": "waiting for a GPU worker; none is running",
@@ -39,8 +38,9 @@ def submission_out(
         max_score=submission.max_score,
     )
     if assignment is not None:
-        due = deadlines(session=session, assignment=assignment, user_id=student.id).due
-        out.late_seconds = max(0, int((submission.submitted_at - due).total_seconds()))
+        due = submissions.deadline(session=session, assignment=assignment, user_id=student.id)
+        out.late_seconds = max(0, int((submission.submitted_at - due.due).total_seconds()))
+        out.penalty_percent = float(policies.penalty_percent(due, submission.submitted_at))
     if submission.status == "queued" and not settings.embedded:
         if not sweeper.serving(session=session, settings=settings, queue=submission.queue):
             out.queue_note = QUEUE_NOTES.get(submission.queue)

@@ -185,7 +185,7 @@ def test_after_the_cutoff_uploads_are_refused_with_the_time(client, people, db_s
 
 
 def test_an_extension_moves_the_cutoff_and_lateness(client, people, db_session, settings, course):
-    edit(course, "add-one", late="cutoff = 2021-01-01T00:00:00Z")
+    edit(course, "add-one", late="cutoff = 2021-01-01T00:00:00Z\npenalty_percent = 10")
     path = course / "add-one" / "assignment.toml"
     path.write_text(path.read_text().replace("due = 2099-01-01T00:00:00Z", "due = 2020-06-01T00:00:00Z"))
     user = people["s1"][0]
@@ -195,6 +195,7 @@ def test_an_extension_moves_the_cutoff_and_lateness(client, people, db_session, 
     response = upload(client, headers(people, "s1"))
     assert response.status_code == 202, response.text
     assert 7190 < response.json()["late_seconds"] < 7300
+    assert response.json()["penalty_percent"] == 10  # two hours into the first late day
 
 
 def test_over_the_submission_limit_is_429(client, people, db_session, settings, course):
