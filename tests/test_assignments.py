@@ -1,0 +1,105 @@
+"""The homeworks in assignments/: they load, and their fixture submissions get the recorded scores.
+
+tests/fixtures/submissions/<slug>/expected.toml holds, per assignment, the score of the reference
+solution, of the starter, and of each wrong solution (<case>.py) with the tests it fails.
+"""
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from grader import sandbox
+from grader.assignments import load_all, submission_source
+from grader.config import Settings
+from grader.uploads import Unpacked, unpack_path
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = ROOT / "assignments"
+FIXTURES = Path(__file__).parent / "fixtures" / "submissions"
+SLUGS = ["hw1-mlp", "hw2-cnn", "hw3-rnn", "hw4-attention"]
+
+
+def expected(slug: str) -> dict:
+    return tomllib.loads((FIXTURES / slug / "expected.toml").read_text("utf-8"))
+
+
+def cases() -> list[tuple[str, str]]:
+    found = []
+    for slug in SLUGS:
+        found += [(slug, "solution"), (slug, "starter")]
+        found += [(slug, case) for case in expected(slug)["cases"]]
+    return found
+
+
+def test_the_four_homeworks_load_with_the_course_defaults():
+    assignments = load_all(ASSIGNMENTS)
+    assert list(assignments) == SLUGS
+    for assignment in assignments.values():
+        course = assignment.course
+        assert (course.code, course.term, course.timezone, course.assignments_share) == (
+            "CS 7643",
+            "Fall 2026",
+            "America/New_York",
+            45,
+        )
+        zone = ZoneInfo(course.timezone)
+        for instant in (assignment.config.released, assignment.due, assignment.late.cutoff):
+            # The offset written in the file is the one New York has on that date (EDT or EST).
+            assert instant.utcoffset() == instant.astimezone(zone).utcoffset(), instant
+        # Five calendar days to the cutoff, across the switch to EST for hw3.
+        assert assignment.late.cutoff.date() - assignment.due.date() == timedelta(days=5)
+        assert (assignment.late.penalty_percent, assignment.late.max_penalty_percent) == (10, 50)
+        assert assignment.sandbox.timeout_s >= 60 and not assignment.sandbox.gpu
+        assert (assignment.starter_dir / f"{assignment.slug}.ipynb").exists()
+
+
+def test_every_fixture_case_has_a_recorded_score_and_a_file():
+    for slug in SLUGS:
+        recorded = expected(slug)
+        files = {path.stem for path in (FIXTURES / slug).glob("*.py")}
+        assert files == set(recorded["cases"]), slug
+        assert recorded["solution"] == recorded["max_score"]
+        for case in recorded["cases"].values():
+            assert 0 <= case["score"] < recorded["max_score"] and case["fails"]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "var")
+
+
+def upload(slug: str, case: str, settings: Settings) -> Unpacked:
+    assignment = load_all(ASSIGNMENTS)[slug]
+    if case in ("solution", "starter"):
+        folder = assignment.solution_dir if case == "solution" else assignment.starter_dir
+        return unpack_path(
+            submission_source(folder),
+            assignment,
+            max_bytes=settings.max_unpacked_bytes,
+            max_files=settings.max_upload_files,
+        )
+    # The wrong solutions are plain submission.py files, graded as a zip holding just that file.
+    return Unpacked(kind="zip", files={"submission.py": (FIXTURES / slug / f"{case}.py").read_bytes()})
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("slug", "case"), cases(), ids=[f"{s}/{c}" for s, c in cases()])
+def test_fixture_submissions_get_the_recorded_scores(docker_client, settings, slug, case):
+    assignment = load_all(ASSIGNMENTS)[slug]
+    recorded = expected(slug)
+    result = sandbox.grade(assignment, upload(slug, case, settings), settings=settings)
+    assert result.status == "graded", result.error
+    assert result.max_score == recorded["max_score"]
+    lost = sorted(test.name for test in result.tests if test.points < test.max_points)
+    if case == "solution":
+        assert result.error is None and result.score == recorded["max_score"], lost
+    elif case == "starter":
+        assert result.score == recorded["starter"], lost
+    else:
+        assert result.score == recorded["cases"][case]["score"], lost
+        assert lost == sorted(recorded["cases"][case]["fails"])
+    # The budget: a whole run well inside the sandbox's clock, even on a slow runner.
+    assert result.duration_s < assignment.sandbox.timeout_s / 2
