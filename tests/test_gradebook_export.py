@@ -2,55 +2,26 @@
 
 import csv
 import io
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
-from grader.db import migrate
 from grader.gradebook import export_csv, export_moodle_csv, export_per_test_csv
 from grader.models import Excusal, Extension, Submission, User
 from tests.test_gradebook import ASSIGNMENTS, COURSE, EXCUSALS, EXPECTED, EXTENSIONS, HW1, ROSTER, SUBMISSIONS
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-
-
-def _postgres_url():
-    """A fresh database on the local PostgreSQL, dropped afterwards; skip when none answers."""
-    admin = create_engine(
-        POSTGRES + "postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"grader_gradebook_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "not here"
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc.__class__.__name__})")
-    return admin, name
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def session(request, tmp_path):
-    if request.param == "sqlite":
-        url, cleanup = f"sqlite:///{tmp_path / 'grader.db'}", None
-    else:
-        admin, name = _postgres_url()
-        url = POSTGRES + name
-
-        def cleanup():
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-            admin.dispose()
-
-    migrate(url)
-    engine = create_engine(url)
+def session(request):
+    """The shared databases built by the migrations: SQLite (embedded) and PostgreSQL, rolled back."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("db_session")
+        return
+    engine = create_engine(request.getfixturevalue("sqlite_url"))
     with Session(engine) as session:
         yield session
     engine.dispose()
-    if cleanup:
-        cleanup()
 
 
 @pytest.fixture
@@ -93,7 +64,12 @@ def read(lines) -> list[dict[str, str]]:
 
 def count_queries(session) -> list[str]:
     statements: list[str] = []
-    event.listen(session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    # Only SELECTs: the rolled-back test session also emits SAVEPOINT statements.
+    def seen(conn, cursor, statement, *rest):
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(session.get_bind(), "before_cursor_execute", seen)
     return statements
 
 
