@@ -2,7 +2,7 @@
 
 import logging
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from grader import embedded
@@ -39,3 +39,19 @@ def enqueue(*, session: Session, settings: Settings, submissions: list[tuple[str
         )
         session.commit()
     return len(sent)
+
+
+def regrade(*, session: Session, settings: Settings, submission_ids: list[str]) -> int:
+    """Queue submissions to be graded again (not those running now); commits, then enqueues by id."""
+    subs = list(
+        session.scalars(select(Submission).where(Submission.id.in_(submission_ids), Submission.status != "running"))
+    )
+    for sub in subs:
+        sub.status, sub.attempts = "queued", 0
+        sub.score = sub.max_score = sub.result = sub.error_kind = None
+        sub.flagged = False
+        sub.enqueued_at = sub.started_at = sub.finished_at = sub.lease_until = None
+        sub.worker = None
+    session.commit()
+    enqueue(session=session, settings=settings, submissions=[(s.id, s.queue) for s in subs])
+    return len(subs)

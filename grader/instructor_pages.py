@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from grader import dispatch, display, gradebook, policies
+from grader import display, gradebook, policies
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import utcnow
@@ -272,23 +272,6 @@ def remove_extension(session: Session, *, user: User, slug: str) -> None:
     ext = session.scalar(select(Extension).where(Extension.user_id == user.id, Extension.assignment == slug))
     if ext is not None:
         session.delete(ext)
-
-
-def regrade(session: Session, *, settings: Settings, submission_ids: list[str]) -> int:
-    """Queue submissions to be graded again (not those running now); commits, then enqueues by id."""
-    subs = list(
-        session.scalars(
-            select(Submission).where(Submission.id.in_(submission_ids), Submission.status != "running")
-        )
-    )
-    for sub in subs:
-        sub.status, sub.attempts = "queued", 0
-        sub.score = sub.max_score = sub.result = sub.error_kind = None
-        sub.flagged = False
-        sub.enqueued_at = sub.started_at = sub.finished_at = sub.lease_until = None
-        sub.worker = None
-    session.commit()
-    return dispatch.enqueue(session=session, settings=settings, submissions=[(s.id, s.queue) for s in subs])
 
 
 def assignment_submission_ids(session: Session, slug: str) -> list[str]:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from grader import dispatch, views
 from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
@@ -36,23 +36,14 @@ def regrade(
     """Queue every submission of the assignment (or of one student) to be graded again."""
     if slug not in assignments:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
-    query = select(Submission.id, Submission.queue).where(Submission.assignment == slug)
+    query = select(Submission.id).where(Submission.assignment == slug)
     if student is not None:
         user_id = session.scalar(select(User.id).where(User.login == student))
         if user_id is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {student!r}")
         query = query.where(Submission.user_id == user_id)
-    rows = [tuple(row) for row in session.execute(query)]
-    if rows:
-        session.execute(
-            update(Submission)
-            .where(Submission.id.in_([sid for sid, _ in rows]))
-            .values(status="queued", attempts=0, worker=None, lease_until=None, enqueued_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-        dispatch.enqueue(session=session, settings=settings, submissions=rows)
-    return RegradeOut(queued=len(rows))
+    queued = dispatch.regrade(session=session, settings=settings, submission_ids=list(session.scalars(query)))
+    return RegradeOut(queued=queued)
 
 
 @router.post("/assignments/{slug}/smoke", response_model=SmokeOut, status_code=status.HTTP_201_CREATED)

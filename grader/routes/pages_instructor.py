@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from grader import instructor_pages
+from grader import dispatch, instructor_pages
 from grader.config import get_settings
 from grader.deps import SessionDep
 from grader.routes.pages_common import CsrfCheckedDep, InstructorPageDep, PageError, redirect, render
@@ -42,7 +42,7 @@ def assignment(request: Request, session: SessionDep, web: InstructorPageDep, sl
 def regrade_all(session: SessionDep, web: CsrfCheckedDep, slug: str) -> Response:
     _instructor_only(web)
     ids = instructor_pages.assignment_submission_ids(session, slug)
-    sent = instructor_pages.regrade(session, settings=get_settings(), submission_ids=ids)
+    sent = dispatch.regrade(session=session, settings=get_settings(), submission_ids=ids)
     return redirect(f"/instructor/assignments/{slug}?ok=Queued {sent} submission(s) for regrading.")
 
 
@@ -51,7 +51,7 @@ def regrade_one(
     session: SessionDep, web: CsrfCheckedDep, submission_id: str, back: Annotated[str, Form()] = "/instructor"
 ) -> Response:
     _instructor_only(web)
-    sent = instructor_pages.regrade(session, settings=get_settings(), submission_ids=[submission_id])
+    sent = dispatch.regrade(session=session, settings=get_settings(), submission_ids=[submission_id])
     back = back if back.startswith("/instructor") else "/instructor"
     return redirect(
         f"{back}?ok=" + ("Queued the submission for regrading." if sent else "Nothing to regrade.")
