@@ -1,0 +1,187 @@
+"""2. Throughput and 3. a deadline burst, through the real service (API + Celery workers on Redis and
+PostgreSQL, a fresh database created and dropped here).
+
+    .venv/bin/python bench/service_load.py [--quick] [--concurrency N] [--only throughput|burst]
+
+2: N trivial submissions uploaded at once (8 clients), then graded: submissions per minute from the
+   first upload to the last score, and upload->score per submission (score time = finished_at).
+3: M uploads from C concurrent clients (one student and one connection each, asyncio + httpx), all
+   started together: refusals, losses, upload latency percentiles, and the time until all are graded.
+"""
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import Report, median, percentile  # noqa: E402
+from service_env import running_service  # noqa: E402
+
+TARGET_PER_MINUTE = 100
+TARGET_P99_UPLOAD_S = 0.300
+
+
+async def _upload_all(
+    url: str, tokens: list[str], per_client: int
+) -> list[tuple[int, str | None, float, float]]:
+    """Each token's client uploads per_client times back to back, all clients at once.
+    Returns (status code, id, sent at epoch, latency s) per upload; code 0 is a transport error."""
+    data = common.passes_zip()
+    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
+    results = []
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        start = asyncio.Event()
+
+        async def one_client(token: str):
+            headers = {"Authorization": f"Bearer {token}"}
+            await start.wait()
+            for _ in range(per_client):
+                sent, t0 = time.time(), time.perf_counter()
+                try:
+                    response = await client.post(
+                        "/api/submissions",
+                        headers=headers,
+                        data={"assignment": "add-one"},
+                        files={"file": ("hw.zip", data)},
+                    )
+                    code = response.status_code
+                    sid = response.json().get("id") if code == 202 else None
+                except httpx.HTTPError:
+                    code, sid = 0, None
+                results.append((code, sid, sent, time.perf_counter() - t0))
+
+        tasks = [asyncio.create_task(one_client(token)) for token in tokens]
+        await asyncio.sleep(0.2)  # every task waiting on the event
+        start.set()
+        await asyncio.gather(*tasks)
+    return results
+
+
+def _graded_report(report: Report, service, uploads, timeout_s: float) -> dict:
+    ids = [sid for code, sid, _s, _l in uploads if sid]
+    sent = {sid: at for _c, sid, at, _l in uploads if sid}
+    progress_at = [time.monotonic()]
+
+    def progress(n):
+        if time.monotonic() - progress_at[0] > 15:
+            report.note(f"... {n}/{len(ids)} graded")
+            progress_at[0] = time.monotonic()
+
+    done = service.wait_graded(ids, timeout_s, on_progress=progress)
+    graded = [sid for sid, (status, score, _f) in done.items() if status == "graded" and score == 1]
+    report.check(
+        "all accepted uploads graded (score 1/1)", len(graded) == len(ids), f"{len(graded)}/{len(ids)}"
+    )
+    if done:
+        first = min(sent.values())
+        last = max(f for _s, _sc, f in done.values())
+        latency = [done[sid][2] - sent[sid] for sid in done]
+        return {"span": last - first, "count": len(done), "latency": latency}
+    return {"span": float("nan"), "count": 0, "latency": [float("nan")]}
+
+
+def throughput(service, count: int, timeout_s: float) -> Report:
+    report = Report(
+        f"2. throughput: {count} trivial submissions through API + worker "
+        f"(--concurrency {service.concurrency}), Redis + PostgreSQL"
+    )
+    clients = 8  # students uploading at once; each stays under the course's submissions.max (50)
+    tokens = service.tokens("tp", clients)
+    uploads = asyncio.run(_upload_all(service.url, tokens, per_client=-(-count // clients)))
+    refused = [u for u in uploads if u[0] != 202]
+    report.check("uploads accepted", not refused, f"{len(uploads) - len(refused)}/{len(uploads)}")
+    result = _graded_report(report, service, uploads, timeout_s)
+    per_minute = result["count"] / result["span"] * 60 if result["span"] else 0
+    report.figure("first upload -> last score", result["span"], "s", fmt="{:.1f}")
+    report.figure(
+        "submissions graded per minute", per_minute, "/min", fmt="{:.0f}", at_least=TARGET_PER_MINUTE
+    )
+    report.figure("upload -> score, median", median(result["latency"]), "s", fmt="{:.1f}")
+    report.figure("upload -> score, p95", percentile(result["latency"], 95), "s", fmt="{:.1f}")
+    return report
+
+
+def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone: bool = False) -> Report:
+    total = clients * per_client
+    during = "no worker running until the uploads are in" if api_alone else "workers grading meanwhile"
+    report = Report(
+        f"3. deadline burst: {total} uploads from {clients} concurrent clients "
+        f"(--concurrency {service.concurrency}; {during})"
+    )
+    tokens = service.tokens("burst", clients)
+    started = time.perf_counter()
+    uploads = asyncio.run(_upload_all(service.url, tokens, per_client))
+    took = time.perf_counter() - started
+    if api_alone:
+        service.start_workers()
+    codes: dict[int, int] = {}
+    for code, *_ in uploads:
+        codes[code] = codes.get(code, 0) + 1
+    refused = total - codes.get(202, 0)
+    report.figure("all uploads answered within", took, "s", fmt="{:.2f}")
+    report.check("none refused (all 202)", refused == 0, f"{codes}")
+    latency = [lat for *_, lat in uploads]
+    report.figure("upload latency median", median(latency), "s")
+    report.figure("upload latency p95", percentile(latency, 95), "s")
+    report.figure("upload latency p99", percentile(latency, 99), "s", at_most=TARGET_P99_UPLOAD_S)
+    report.figure("upload latency max", max(latency), "s")
+    result = _graded_report(report, service, uploads, timeout_s)
+    report.check(
+        "none lost (every 202 has a row, graded)",
+        result["count"] == codes.get(202, 0),
+        f"{result['count']}/{codes.get(202, 0)}",
+    )
+    report.figure("first upload -> last score", result["span"], "s", fmt="{:.1f}")
+    report.figure(
+        "graded per minute during the drain", result["count"] / result["span"] * 60, "/min", fmt="{:.0f}"
+    )
+    report.figure("upload -> score, p95", percentile(result["latency"], 95), "s", fmt="{:.1f}")
+    return report
+
+
+def main(argv=None) -> list[Report]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="64 submissions, a burst of 150 from 50 clients")
+    parser.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
+    parser.add_argument("--count", type=int, default=None, help="throughput submissions (default 200)")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--per-client", type=int, default=None, help="burst uploads per client (default 10)")
+    parser.add_argument("--only", choices=["throughput", "burst"])
+    parser.add_argument(
+        "--api-alone",
+        action="store_true",
+        help="diagnostic: start the workers only after the burst's uploads (API capacity alone)",
+    )
+    args = parser.parse_args(argv)
+    count = args.count or (64 if args.quick else 200)
+    per_client = args.per_client or (3 if args.quick else 10)
+    reports = []
+    if args.api_alone:
+        args.only = "burst"
+    with running_service(concurrency=args.concurrency, start_workers=not args.api_alone) as service:
+        try:
+            if args.only in (None, "throughput"):
+                reports.append(throughput(service, count, timeout_s=max(300, count * 3)))
+            if args.only in (None, "burst"):
+                reports.append(
+                    burst(
+                        service,
+                        args.clients,
+                        per_client,
+                        api_alone=args.api_alone,
+                        timeout_s=max(300, args.clients * per_client * 3),
+                    )
+                )
+        except Exception:
+            print(service.logs(), file=sys.stderr)
+            raise
+    return reports
+
+
+if __name__ == "__main__":
+    main()
