@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from grader import accounts
 from grader.config import get_settings
 
 roster_app = typer.Typer(help="Students from the LMS's roster export.", no_args_is_help=True)
@@ -20,6 +19,7 @@ def roster_import(
     out: Path | None = typer.Option(None, "--out", help="write the new secrets to this CSV (mail merge)"),
 ) -> None:
     """Create or update students; new ones get a login secret. Existing secrets and submissions are kept."""
+    from grader import accounts  # here, not at the top: `grader grade` must start fast
     from grader.db import session_factory
 
     try:
@@ -54,6 +54,7 @@ def instructor_create(
     email: str = typer.Option("", "--email"),
 ) -> None:
     """Add an instructor and print their login secret (shown once; only its hash is stored)."""
+    from grader import accounts  # here, not at the top: `grader grade` must start fast
     from grader.db import session_factory
 
     with session_factory(get_settings())() as session:
