@@ -37,3 +37,11 @@ def test_the_compose_file_declares_the_whole_service():
     for name in ("worker-cpu", "worker-gpu"):
         assert any("docker.sock" in str(v) for v in services[name]["volumes"])
     assert all(str(p).startswith("127.0.0.1:") for s in services.values() for p in s.get("ports", []))
+
+
+def test_the_service_image_installs_the_checkout_in_place():
+    # Workers send sandbox/harness/ into each sandbox from the source tree, so the image must hold it.
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert load()["services"]["api"]["build"] in (".", {"context": str(COMPOSE.parent), "dockerfile": "Dockerfile"})
+    for needed in ("COPY grader", "COPY sandbox", "COPY migrations", "pip install --no-cache-dir -e ."):
+        assert needed in dockerfile
