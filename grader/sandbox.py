@@ -39,6 +39,8 @@ DEADLINE_MARGIN_S = 2.0
 # H's stdout carries only harness lines; more than this means the harness is broken.
 HARNESS_OUTPUT_LIMIT = 16 * 2**20
 RESULT_PREFIX = "@@grader "
+STDOUT = 1  # the stream number of stdout in Docker's attach protocol
+ENDED_PREFIX = "tampering: the submission's process ended"  # the harness's flag (proxy.ENDED)
 
 # Runs as the container's command: unpack the tar from stdin into /tmp, then become the harness.
 # Docker would create a working_dir under /tmp owned by root, where the tar could not go; so the
@@ -132,11 +134,18 @@ class _Stream:
     thread: threading.Thread | None = None
     sock: object = None
     evidence: set[str] = field(default_factory=set)  # EVIDENCE keys seen anywhere, kept or cut
+    # H's results come from its stdout alone: its stderr is kept apart (the end of it, for diagnostics),
+    # so that nothing written there can add or break a result line.
+    stdout_only: bool = False
+    stderr_tail: bytes = b""
 
     def read(self) -> None:
         tail = b""
         try:
-            for _stream, chunk in frames_iter(self.sock, tty=False):
+            for stream, chunk in frames_iter(self.sock, tty=False):
+                if self.stdout_only and stream != STDOUT:
+                    self.stderr_tail = (self.stderr_tail + chunk)[-2000:]
+                    continue
                 self.total += len(chunk)
                 # Keep draining past the limit: a client that stops reading would block the container.
                 if len(self.data) < self.limit:
@@ -350,7 +359,8 @@ def grade(
     client = _client(settings)
     api = client.api
     created: list[str] = []
-    tests_out, student_out = _Stream(HARNESS_OUTPUT_LIMIT), _Stream(settings.output_limit_bytes)
+    tests_out = _Stream(HARNESS_OUTPUT_LIMIT, stdout_only=True)
+    student_out = _Stream(settings.output_limit_bytes)
     sinks = (tests_out, student_out)
     try:
         try:
@@ -414,16 +424,20 @@ def _result(box, tests_out: _Stream, student_out: _Stream, *, timed_out: bool, o
         error = GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
     if error is None and done and done.get("error"):
         error = GradeError.model_validate({"kind": "student", "code": "harness", **done["error"]})
+        if error.code == "timeout":  # the harness's deadline is a little shorter: say the student's limit
+            error = error.model_copy(update={"message": f"timed out after {box.timeout_s} s"})
         if error.kind == "infrastructure":  # e.g. the assignment's tests do not collect
             raise SandboxUnavailable(error.code, f"the test harness failed: {error.message}")
     if error is None and (failed := next((b for k, b in events if k == "import" and not b.get("ok")), None)):
         message = str(failed.get("message", ""))
         code = "syntax" if message.startswith("syntax error") else "import"
+        if message.startswith("timed out"):  # the import itself ran out of time
+            code, message = "timeout", f"timed out after {box.timeout_s} s"
         error = GradeError(kind="student", code=code, message=message)
     if error is None and any(test.outcome == "timeout" for test in tests or []):
         error = GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
     if error is None and (done is None or tests is None):
-        tail = bytes(tests_out.data[-2000:]).decode("utf-8", "replace")
+        tail = bytes(tests_out.data[-2000:] + tests_out.stderr_tail).decode("utf-8", "replace")
         raise SandboxUnavailable(
             "harness", f"the test harness exited without a result ({tests_exit}); its output ends: {tail}"
         )
@@ -442,9 +456,16 @@ def _result(box, tests_out: _Stream, student_out: _Stream, *, timed_out: bool, o
         error=error,
         output=output,
         output_truncated=student_out.truncated,
-        flags=list((done or {}).get("flags") or []),
+        flags=_flags(done, oom=oom),
         duration_s=duration_s,
     )
+
+
+def _flags(done: dict | None, *, oom: bool) -> list[str]:
+    flags = [str(flag) for flag in (done or {}).get("flags") or []]
+    # Running out of memory also ends S's process; error.code "memory" already says so, and it is no sign
+    # of tampering.
+    return [flag for flag in flags if not (oom and flag.startswith(ENDED_PREFIX))]
 
 
 def _exit_description(state: dict) -> str:

@@ -288,7 +288,8 @@ def test_os_exit_in_a_call_ends_the_run(tmp_path):
     )
     assert (run.tests["test_first"]["outcome"], run.tests["test_first"]["message"]) == ("error", crashed)
     assert (run.tests["test_second"]["outcome"], run.tests["test_second"]["message"]) == ("not_run", crashed)
-    assert run.events[-1] == {"event": "done", "flags": [], "error": None}
+    ended = "tampering: the submission's process ended during tests/test_calls.py::test_first"
+    assert run.events[-1] == {"event": "done", "flags": [ended], "error": None}
 
 
 def test_patching_pytest_and_numpy_in_the_submission_changes_nothing(tmp_path):
@@ -530,3 +531,36 @@ def test_plain_data_keeps_its_types(tmp_path):
     }
     run = run_local(tmp_path, submission=submission, tests=tests)
     assert run.tests["test_types"]["outcome"] == "passed", run.tests["test_types"]["message"]
+
+
+def test_student_errors_while_collecting_fail_tests_not_the_collection(tmp_path):
+    # A broken helper module, or a name the student's module fails to give, is the student's failure:
+    # as a collection error it would be reported as ours (retried, never charged, never scored).
+    tests = {
+        "test_m.py": """
+        from model import Net
+        from submission import broken, g
+
+        def test_net():
+            assert Net().f() == 1
+
+        def test_broken():
+            assert broken() == 1
+
+        def test_g():
+            assert g() == 2
+        """
+    }
+    submission = {
+        "submission.py": "def __getattr__(name):\n    raise RuntimeError(name)\ndef g():\n    return 2\n",
+        "model.py": "1 / 0\n",
+    }
+    run = run_local(tmp_path, submission=submission, tests=tests)
+    assert {n: t["outcome"] for n, t in run.tests.items()} == {
+        "test_net": "failed",
+        "test_broken": "failed",
+        "test_g": "passed",
+    }
+    assert "ZeroDivisionError" in run.tests["test_net"]["message"]
+    assert run.tests["test_broken"]["message"].endswith("RuntimeError in submission.py, line 2: broken")
+    assert run.events[-1] == {"event": "done", "flags": [], "error": None}

@@ -69,6 +69,7 @@ class GraderPlugin:
     def pytest_collection(self, session) -> None:
         if self.channel is not None:
             self.channel.collecting = True
+            self.channel.during = "while the tests were being collected"
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:
@@ -117,6 +118,7 @@ class GraderPlugin:
             return True
         self.current, self.started, self.reports = item, time.monotonic(), []
         self.stopped_before = self.channel.stopped
+        self.channel.during = f"during {item.nodeid}"
         return None
 
     @pytest.hookimpl(hookwrapper=True)
@@ -180,7 +182,12 @@ class GraderPlugin:
                     outcome = "not_run" if self.timeout_reported else "timeout"
                     self.timeout_reported = True
                     self._finish(item, outcome, message, 0.0)
-            self.reporter.emit("done", flags=self.flags, error=None)
+            error = None
+            if not self.items and isinstance(self.channel.stopped, DeadlineExceeded):
+                # The student's import took all the time, leaving none to collect the tests: their timeout,
+                # not a broken harness (which would be retried and never charged).
+                error = {"kind": "student", "code": "timeout", "message": message}
+            self.reporter.emit("done", flags=self.flags, error=error)
             os._exit(0)
 
     # ---- fixtures ---------------------------------------------------------------------------------

@@ -45,14 +45,22 @@ def send(sock: socket.socket, frames: list) -> None:
         sock.sendall(view)
 
 
-def recv(sock: socket.socket, max_bytes: int) -> list[bytearray]:
-    """Receive one message; more than max_bytes or MAX_FRAMES in it is a violation."""
+def header_limit(max_bytes: int) -> int:
+    """The most bytes a reply's JSON header may have: parsed, JSON takes up to ~30 times its size in memory
+    (`[{},{},...]`), while arrays and bytes take their own size, so the header gets a much smaller share."""
+    return max_bytes // 16
+
+
+def recv(sock: socket.socket, max_bytes: int, *, max_header: int | None = None) -> list[bytearray]:
+    """Receive one message; over max_bytes (max_header for the first frame) or MAX_FRAMES is a violation."""
     (count,) = COUNT.unpack(_exactly(sock, COUNT.size))
     if count == 0 or count > MAX_FRAMES:
         raise ProtocolViolation(f"a message of {count} frames")
     frames, left = [], max_bytes
     for _ in range(count):
         (size,) = LENGTH.unpack(_exactly(sock, LENGTH.size))
+        if not frames and max_header is not None and size > max_header:
+            raise ProtocolViolation(f"a reply header larger than the limit of {max_header} bytes")
         if size > left:
             raise ProtocolViolation(f"a reply larger than the limit of {max_bytes} bytes")
         left -= size

@@ -10,10 +10,12 @@ import time
 
 from . import protocol
 from .errors import (
+    EXITS,
     Cells,
     DeadlineExceeded,
     HarnessStop,
     SubmissionCrashed,
+    SubmissionError,
     Tampering,
     check_error,
     describe,
@@ -22,6 +24,9 @@ from .errors import (
 
 CRASHED = "your code's process ended during this test (it called os._exit, was killed, or ran out of memory)"
 TAMPERING = "tampering: malformed reply from the submission process"
+# Flags for the instructor; `during` is "while being imported", "during tests/test_x.py::test_y", ...
+ENDED = "tampering: the submission's process ended {during}"
+EXITED = "tampering: the submission {what} {during}"
 # Attribute names forwarded although they are dunders; every other dunder is answered here, so that
 # numpy's __array_interface__ or pytest's __test__ probes never reach (and are never answered by) S.
 FORWARDED_DUNDERS = frozenset({"__name__", "__qualname__", "__version__", "__all__"})
@@ -38,20 +43,24 @@ class Channel:
         deadline_s: float,
         max_bytes: int,
         cells: Cells,
-        on_tampering,
+        on_flag,
     ):
         self.sock, self.deadline, self.deadline_s = sock, deadline, deadline_s
-        self.max_bytes, self.cells, self.on_tampering = max_bytes, cells, on_tampering
+        self.max_bytes, self.cells, self.on_flag = max_bytes, cells, on_flag
         self.handles: dict[int, Handle] = {}
         self.stopped: HarnessStop | None = None
         self.collecting = False  # while pytest imports the test modules
+        self.during = "while being imported"  # what H is doing, for flags; the plugin keeps it current
 
     def stop(self, error: HarnessStop) -> HarnessStop:
         """Mark the connection unusable for good; every later request raises the same error."""
         if self.stopped is None:
             self.stopped = error
             if isinstance(error, Tampering):
-                self.on_tampering()
+                self.on_flag(TAMPERING)
+            elif isinstance(error, SubmissionCrashed):
+                # os._exit, a signal, a closed socket, or memory (grader.sandbox drops it after an OOM kill).
+                self.on_flag(ENDED.format(during=self.during))
         return self.stopped
 
     def receive(self) -> tuple[dict, protocol.Decoder]:
@@ -62,7 +71,8 @@ class Channel:
             if left <= 0:
                 raise TimeoutError()
             self.sock.settimeout(left)
-            frames = protocol.recv(self.sock, self.max_bytes)
+            max_header = protocol.header_limit(self.max_bytes)
+            frames = protocol.recv(self.sock, self.max_bytes, max_header=max_header)
             return protocol.parse_header(frames[0]), protocol.Decoder(frames[1:], self.handle)
         except TimeoutError:
             raise self.stop(
@@ -109,6 +119,8 @@ class Channel:
                 error = check_error(body.get("error"))
             except ValueError as exc:
                 raise protocol.ProtocolViolation(str(exc)) from None
+            if error["type"] in EXITS:
+                self.on_flag(EXITED.format(what=EXITS[error["type"]], during=self.during))
             raise exception_class(error["type"], error["builtin"])(
                 describe(error, self.cells, during="during this call")
             )
@@ -255,28 +267,40 @@ class ModuleProxy(Handle):
             return []
         try:
             return super().__getattr__(name)
-        except AttributeError:
+        except (AttributeError, SubmissionError, HarnessStop) as exc:
             channel = object.__getattribute__(self, "_channel")
-            # `from submission import softmax` at the top of a test file: a missing function fails the
-            # tests that use it, instead of making the whole file a collection error.
+            # `from submission import softmax` at the top of a test file: a missing function (or one the
+            # student's code fails to give, or a crash) fails the tests that use it, instead of making the
+            # whole file a collection error, which would be reported as ours.
             if channel.collecting and not name.startswith("_"):
-                return Missing(name)
+                return Missing(name, None if isinstance(exc, AttributeError) else exc)
             raise
 
 
 class Missing:
-    """Stands in for a name the student's module lacks, raising the AttributeError when used."""
+    """Stands in for a name the student's module lacks, or failed to give while the tests were collected
+    (error), raising the AttributeError (or that error again) when used."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, error: BaseException | None = None):
+        self.name, self.error = name, error
 
     def _fail(self, *args, **kwargs):
         __tracebackhide__ = True
+        if self.error is not None:
+            raise type(self.error)(*self.error.args)
         raise exception_class("AttributeError", "AttributeError")(
             f"AttributeError: your submission has no attribute {self.name!r}"
         )
 
-    __call__ = __getattr__ = __iter__ = __len__ = __getitem__ = __bool__ = __float__ = __array__ = _fail
+    def __getattr__(self, name: str):
+        __tracebackhide__ = True
+        if self.error is not None and name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)  # the import system's probes of a module that failed to import
+        if self.error is not None:
+            return Missing(name, self.error)  # `from model import Net` of a failed module still collects
+        self._fail()
+
+    __call__ = __iter__ = __len__ = __getitem__ = __bool__ = __float__ = __array__ = _fail
 
     def __repr__(self) -> str:
         return f"<missing {self.name}>"
@@ -310,7 +334,12 @@ class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         if self.channel is None:
             return Inert()
-        return self.channel.request({"op": "import", "id": None, "name": spec.name})
+        try:
+            return self.channel.request({"op": "import", "id": None, "name": spec.name})
+        except (SubmissionError, HarnessStop) as exc:
+            if not self.channel.collecting:
+                raise
+            return Missing(spec.name, exc)  # the tests that use the module fail, not the collection
 
     def exec_module(self, module):
         pass

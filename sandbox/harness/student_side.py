@@ -37,6 +37,7 @@ class Server:
         self.objects: dict[int, object] = {}  # handle id -> the object, kept alive for the tests
         self.ids: dict[int, int] = {}  # id(object) -> handle id
         self.max_bytes = 64 * 2**20  # until H says its limit
+        self.pid = os.getpid()
 
     def handle_of(self, obj) -> tuple[int, str]:
         """The handle number and type name by which the tests side refers to obj."""
@@ -44,7 +45,8 @@ class Server:
             self.ids[id(obj)] = len(self.objects)
             self.objects[len(self.objects)] = obj
         if isinstance(obj, types.ModuleType):
-            return self.ids[id(obj)], "package" if hasattr(obj, "__path__") else "module"
+            # vars(), not hasattr(): a student's module-level __getattr__ may raise anything.
+            return self.ids[id(obj)], "package" if "__path__" in vars(obj) else "module"
         return self.ids[id(obj)], type(obj).__name__
 
     def ready(self) -> None:
@@ -129,6 +131,10 @@ class Server:
         """Encode the body's values as plain data (handles for the rest) and send it."""
         from _grader_harness import protocol
 
+        if os.getpid() != self.pid:
+            # A child that the student's code forked (a fork bomb, os.fork() without an exit) came back
+            # here: a second writer would garble the connection, so it ends quietly.
+            os._exit(0)
         buffers: list = []
         try:
             if "value" in body:
@@ -137,15 +143,22 @@ class Server:
                 body["mutated"] = [
                     [i, protocol.encode(array, buffers, self.handle_of)] for i, array in body["mutated"]
                 ]
-            size = sum(memoryview(b).nbytes for b in buffers)
+            head = protocol.header(body)
+            size = len(head) + sum(memoryview(b).nbytes for b in buffers)
             if size > self.max_bytes - 2**20:
                 raise ResultTooLarge(
                     f"your code returned {size / 2**20:.0f} MiB of data to the tests; "
                     f"the limit is {self.max_bytes / 2**20:.0f} MiB"
                 )
+            if len(head) > (limit := protocol.header_limit(self.max_bytes)):
+                raise ResultTooLarge(
+                    f"your code returned {len(head) / 2**20:.0f} MiB of Python lists, dicts or numbers to "
+                    f"the tests; the limit is {limit / 2**20:.0f} MiB (return arrays or tensors for more)"
+                )
         except BaseException as exc:  # noqa: BLE001 - e.g. a __len__ that raises while being encoded
             body, buffers = {"kind": "error", "error": self.error_of(exc)}, []
-        protocol.send(self.conn, [protocol.header(body), *buffers])
+            head = protocol.header(body)
+        protocol.send(self.conn, [head, *buffers])
 
     def encode(self, value, buffers: list):
         from _grader_harness import protocol

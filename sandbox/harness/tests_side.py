@@ -43,7 +43,7 @@ def connect(host: str, port: int, timeout_s: float) -> socket.socket:
 def handshake(channel, cells) -> tuple[object, set[str], str]:
     """Wait for S to import the student's code: (the module proxy, module names, import error)."""
     from _grader_harness import protocol, proxy
-    from _grader_harness.errors import HarnessStop, check_error, describe
+    from _grader_harness.errors import EXITS, HarnessStop, check_error, describe
 
     try:
         body, decoder = channel.receive()
@@ -57,6 +57,8 @@ def handshake(channel, cells) -> tuple[object, set[str], str]:
                 error = check_error(body["error"])
             except ValueError as exc:
                 raise protocol.ProtocolViolation(str(exc)) from None
+            if error["type"] in EXITS:
+                channel.on_flag(proxy.EXITED.format(what=EXITS[error["type"]], during=channel.during))
             return proxy.Inert(), set(names), describe(error, cells, during="while being imported")
         module = decoder.decode(body.get("module"))
         if not isinstance(module, proxy.ModuleProxy):
@@ -96,7 +98,7 @@ def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
         deadline_s=float(spec["deadline_s"]),
         max_bytes=int(spec.get("max_message_bytes", 64 * 2**20)),
         cells=cells,
-        on_tampering=lambda: flags.append(proxy.TAMPERING),
+        on_flag=lambda text: text in flags or flags.append(text),
     )
     module, names, import_error = handshake(channel, cells)
     proxy.install(None if import_error else channel, module, names)
