@@ -11,8 +11,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import nbformat
-
 from grader.assignments import Assignment
 
 # Cell magics whose body is ordinary Python; the body of any other (%%bash, %%html, ...) is not.
@@ -70,6 +68,8 @@ def _source_line(line: str) -> str:
 
 def notebook_to_module(data: bytes, filename: str = "notebook.ipynb") -> tuple[bytes, list[CellSpan]]:
     """The notebook's code cells, top to bottom, as submission.py, and where each cell landed."""
+    import nbformat  # here: it costs ~60 ms to import, and zips and folders never need it
+
     try:
         nb = nbformat.reads(data.decode("utf-8"), as_version=4)
     except UnicodeDecodeError as exc:
