@@ -91,9 +91,18 @@ class RosterRow:
 # Header names as LMS exports spell them (lower-cased, spaces collapsed), best first. Canvas's plain
 # "ID" is its internal number, so it counts only when nothing better is there.
 LOGIN_HEADERS = (
-    "student id", "student_id", "studentid", "sis user id", "id number", "idnumber", "student number",
-    "login", "username", "sis login id", "id",
-)  # fmt: skip
+    "student id",
+    "student_id",
+    "studentid",
+    "sis user id",
+    "id number",
+    "idnumber",
+    "student number",
+    "login",
+    "username",
+    "sis login id",
+    "id",
+)
 NAME_HEADERS = ("name", "full name", "student name", "student")
 FIRST_HEADERS = ("first name", "firstname", "given name")
 LAST_HEADERS = ("surname", "last name", "lastname", "family name")
@@ -190,9 +199,14 @@ def import_roster(session: Session, rows: list[RosterRow]) -> ImportReport:
         if user is None:
             secret = new_secret()
             session.add(
-                User(login=row.login, name=row.name, email=row.email, role="student",
-                     secret_hash=hash_secret(secret))
-            )  # fmt: skip
+                User(
+                    login=row.login,
+                    name=row.name,
+                    email=row.email,
+                    role="student",
+                    secret_hash=hash_secret(secret),
+                )
+            )
             report.created.append((row, secret))
         elif user.role != "student":
             report.skipped.append(f"line {row.line}: {row.login} is an instructor, not changed")
@@ -246,10 +260,13 @@ def open_session(session: Session, user: User, *, now: datetime | None = None) -
     token = secrets.token_urlsafe(32)
     session.add(
         WebSession(
-            token_hash=_token_hash(token), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
-            created_at=now, expires_at=now + SESSION_LIFETIME,
+            token_hash=_token_hash(token),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + SESSION_LIFETIME,
         )
-    )  # fmt: skip
+    )
     session.flush()
     return token
 

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 FORMATS = ("ipynb", "zip")
@@ -64,7 +72,9 @@ class CourseConfig(_Strict):
         try:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as America/New_York)") from exc
+            raise ValueError(
+                f"unknown time zone {name!r} (use an IANA name such as America/New_York)"
+            ) from exc
         return name
 
 

@@ -39,13 +39,19 @@ def grade_path(assignment_dir: Path, submission: Path) -> GradeResult:
             submission, assignment, max_bytes=settings.max_unpacked_bytes, max_files=settings.max_upload_files
         )
     except BadUpload as exc:
-        return GradeResult(status="error", error=GradeError(kind="student", code=exc.code, message=exc.message))
+        return GradeResult(
+            status="error", error=GradeError(kind="student", code=exc.code, message=exc.message)
+        )
     except OSError as exc:
-        return GradeResult(status="error", error=GradeError(kind="student", code="bad_upload", message=str(exc)))
+        return GradeResult(
+            status="error", error=GradeError(kind="student", code="bad_upload", message=str(exc))
+        )
     try:
         return sandbox.grade(assignment, unpacked, settings=settings)
     except sandbox.SandboxUnavailable as exc:
-        return GradeResult(status="error", error=GradeError(kind="infrastructure", code=exc.code, message=str(exc)))
+        return GradeResult(
+            status="error", error=GradeError(kind="infrastructure", code=exc.code, message=str(exc))
+        )
 
 
 def result_table(result: GradeResult) -> Table:
@@ -82,7 +88,9 @@ def grade(
     else:
         Console().print(result_table(result))
         if result.error:
-            console.print(f"[yellow]{result.error.kind} error ({result.error.code}):[/] {result.error.message}")
+            console.print(
+                f"[yellow]{result.error.kind} error ({result.error.code}):[/] {result.error.message}"
+            )
         if result.output_truncated:
             console.print("[yellow]the submission's output was truncated[/]")
     raise typer.Exit(0 if result.status == "graded" else 1)
@@ -105,9 +113,13 @@ def check_folder(path: Path) -> list[str]:
             failures.append(f"{label}/: could not be graded: {result.error.message if result.error else '?'}")
         elif label == "solution" and not result.full_marks:
             lost = [t.name for t in result.tests if t.points < t.max_points]
-            failures.append(f"solution/: {result.score:g}/{result.max_score:g}, loses points on " + ", ".join(lost))
+            failures.append(
+                f"solution/: {result.score:g}/{result.max_score:g}, loses points on " + ", ".join(lost)
+            )
         elif label == "starter" and result.full_marks:
-            failures.append("starter/: gets full marks; the tests do not test anything the student must write")
+            failures.append(
+                "starter/: gets full marks; the tests do not test anything the student must write"
+            )
     return failures
 
 
@@ -147,17 +159,27 @@ def assignments_list() -> None:
             run = session.scalars(
                 select(SmokeRun).where(SmokeRun.assignment == slug).order_by(SmokeRun.at.desc()).limit(1)
             ).first()
-            smoke = "never" if run is None else f"{'passed' if run.passed else 'FAILED'} {run.at:%Y-%m-%d %H:%M}"
+            smoke = (
+                "never" if run is None else f"{'passed' if run.passed else 'FAILED'} {run.at:%Y-%m-%d %H:%M}"
+            )
             if run is not None and not run.passed:
                 smoke = f"[red]{smoke}[/]: {run.detail[:80]}"
-            table.add_row(slug, assignment.title, assignment.due.isoformat(), f"{assignment.config.weight:g}",
-                          "yes" if assignment.sandbox.gpu else "", smoke)  # fmt: skip
+            table.add_row(
+                slug,
+                assignment.title,
+                assignment.due.isoformat(),
+                f"{assignment.config.weight:g}",
+                "yes" if assignment.sandbox.gpu else "",
+                smoke,
+            )
     Console().print(table)
 
 
 @app.command()
 def smoke(
-    paths: list[Path] = typer.Argument(None, help="assignment folders (default: every one in GRADER_ASSIGNMENTS_DIR)"),
+    paths: list[Path] = typer.Argument(
+        None, help="assignment folders (default: every one in GRADER_ASSIGNMENTS_DIR)"
+    ),
     url: str = typer.Option("http://127.0.0.1:8000", envvar="GRADER_URL", help="the running service"),
     token: str = typer.Option(..., envvar="GRADER_TOKEN", help="an instructor token (grader token create)"),
     timeout_s: float = typer.Option(900, "--timeout", help="how long to wait for all grades"),
@@ -168,8 +190,11 @@ def smoke(
 
     from grader.smoke import Smoke, SmokeError
 
-    folders = [p.resolve() for p in paths] if paths else sorted(
-        p.parent for p in get_settings().assignments_dir.glob("*/assignment.toml"))  # fmt: skip
+    folders = (
+        [p.resolve() for p in paths]
+        if paths
+        else sorted(p.parent for p in get_settings().assignments_dir.glob("*/assignment.toml"))
+    )
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     run = Smoke(client)
     problems = {slug: found for slug, found in run.check_folders(folders).items() if found}
@@ -187,8 +212,10 @@ def smoke(
     for upload in uploads:
         score = f"{upload.body.get('score') or 0:g}/{upload.body.get('max_score') or 0:g}"
         verdict = upload.verdict()
-        console.print(f"  {upload.slug:<20} {upload.label:<9} {upload.body.get('status', '?'):<8} {score:<10} "
-                      f"{'[green]ok[/]' if verdict is None else f'[red]{verdict}[/]'}")  # fmt: skip
+        console.print(
+            f"  {upload.slug:<20} {upload.label:<9} {upload.body.get('status', '?'):<8} {score:<10} "
+            f"{'[green]ok[/]' if verdict is None else f'[red]{verdict}[/]'}"
+        )
         if verdict:
             problems.setdefault(upload.slug, []).append(verdict)
     for folder in folders:

@@ -44,7 +44,9 @@ def enqueue(*, session: Session, settings: Settings, submissions: list[tuple[str
 def regrade(*, session: Session, settings: Settings, submission_ids: list[str]) -> int:
     """Queue submissions to be graded again (not those running now); commits, then enqueues by id."""
     subs = list(
-        session.scalars(select(Submission).where(Submission.id.in_(submission_ids), Submission.status != "running"))
+        session.scalars(
+            select(Submission).where(Submission.id.in_(submission_ids), Submission.status != "running")
+        )
     )
     for sub in subs:
         sub.status, sub.attempts = "queued", 0

@@ -120,10 +120,11 @@ def dashboard(session: Session, *, settings: Settings, slug: str) -> Dashboard |
         return None
     summary = next(s for s in overview(session, settings=settings) if s.assignment.slug == slug)
     rows = session.execute(
-        select(Submission, User).join(User, User.id == Submission.user_id)
+        select(Submission, User)
+        .join(User, User.id == Submission.user_id)
         .where(Submission.assignment == slug, User.role == "student")
         .order_by(Submission.submitted_at)
-    ).all()  # fmt: skip
+    ).all()
     by_student: dict[int, list[Submission]] = defaultdict(list)
     logins = {}
     for sub, user in rows:
@@ -225,7 +226,7 @@ def student_detail(
                 submissions=[
                     (s, policies.late_units(deadline, s.submitted_at), display.local_time(s.submitted_at, tz))
                     for s in mine
-                ],  # fmt: skip
+                ],
                 counted_id=counted.submission.id if counted else None,
                 counted_percent=f"{gradebook.rounded(counted.final)}%" if counted else "",
             )

@@ -397,8 +397,14 @@ def grade(
             env = {**_environment(box), "SANDBOX_WORKDIR": workdir}
             # With detach left False, stdin_open also sets StdinOnce: stdin closes after our tar.
             container = api.create_container(
-                image, ["python3", "-I", "-c", BOOT, *entry], user=user, working_dir="/tmp", environment=env,
-                labels={**labels, "grader.role": role}, host_config=host, stdin_open=True,
+                image,
+                ["python3", "-I", "-c", BOOT, *entry],
+                user=user,
+                working_dir="/tmp",
+                environment=env,
+                labels={**labels, "grader.role": role},
+                host_config=host,
+                stdin_open=True,
             )
             created.append(container["Id"])
             return container["Id"]
@@ -421,8 +427,16 @@ def grade(
         # Only S's memory is the student's fault; H running out means the tests need a bigger limit.
         oom = bool(api.inspect_container(student_id)["State"].get("OOMKilled"))
         tests_exit = _exit_description(api.inspect_container(tests_id)["State"])
-        return _result(box, tests_out, student_out, timed_out=timed_out, oom=oom, pids_hit=pids_hit,
-                       tests_exit=tests_exit, duration_s=time.monotonic() - started)
+        return _result(
+            box,
+            tests_out,
+            student_out,
+            timed_out=timed_out,
+            oom=oom,
+            pids_hit=pids_hit,
+            tests_exit=tests_exit,
+            duration_s=time.monotonic() - started,
+        )
     except (docker.errors.APIError, requests.RequestException) as exc:
         raise SandboxUnavailable("engine", f"the Docker engine failed while grading: {exc}") from exc
     finally:
@@ -433,8 +447,17 @@ def grade(
         client.close()
 
 
-def _result(box, tests_out: _Stream, student_out: _Stream, *, timed_out: bool, oom: bool, pids_hit: bool,
-            tests_exit: str, duration_s: float) -> GradeResult:
+def _result(
+    box,
+    tests_out: _Stream,
+    student_out: _Stream,
+    *,
+    timed_out: bool,
+    oom: bool,
+    pids_hit: bool,
+    tests_exit: str,
+    duration_s: float,
+) -> GradeResult:
     output = bytes(student_out.data).decode("utf-8", "replace")
     events = _events(bytes(tests_out.data))
     tests, done = _tests(events, timed_out=timed_out)

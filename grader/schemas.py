@@ -36,7 +36,9 @@ class SubmissionOut(BaseModel):
     late_seconds: int = Field(
         0, description="after the student's due date (extensions included), before grace"
     )
-    penalty_percent: float | None = Field(None, description="late penalty (grace and cap applied), in percent")
+    penalty_percent: float | None = Field(
+        None, description="late penalty (grace and cap applied), in percent"
+    )
     # Instructors only:
     flags: list[str] | None = None
     flagged: bool | None = None

@@ -74,8 +74,10 @@ class Smoke:
                 "/api/submissions", data={"assignment": assignment.slug}, files={"file": (name, data)}
             )
             if response.status_code != 202:
-                raise SmokeError(f"{assignment.slug} {label}: the service refused it ({response.status_code}): "
-                                 f"{_detail(response)}")  # fmt: skip
+                raise SmokeError(
+                    f"{assignment.slug} {label}: the service refused it ({response.status_code}): "
+                    f"{_detail(response)}"
+                )
             uploads.append(Upload(assignment.slug, label, id=response.json()["id"]))
         return uploads
 
@@ -94,7 +96,9 @@ class Smoke:
             if pending:
                 time.sleep(1)
         for upload in pending:
-            upload.body.setdefault("error", {"message": f"still {upload.body.get('status')} after {timeout_s:g} s"})
+            upload.body.setdefault(
+                "error", {"message": f"still {upload.body.get('status')} after {timeout_s:g} s"}
+            )
 
     def record(self, slug: str, problems: list[str]) -> None:
         """Store this assignment's smoke outcome where the dashboard and `assignments list` show it."""

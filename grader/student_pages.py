@@ -41,9 +41,15 @@ def extension_row(session: Session, user: User, slug: str) -> policies.Extension
 
 def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
     return gradebook.SubmissionRow(
-        id=sub.id, student_id=login, assignment=sub.assignment, submitted_at=sub.submitted_at,
-        status=sub.status, score=sub.score, max_score=sub.max_score, pinned=sub.pinned,
-    )  # fmt: skip
+        id=sub.id,
+        student_id=login,
+        assignment=sub.assignment,
+        submitted_at=sub.submitted_at,
+        status=sub.status,
+        score=sub.score,
+        max_score=sub.max_score,
+        pinned=sub.pinned,
+    )
 
 
 def charged(sub: Submission) -> bool:
@@ -176,10 +182,15 @@ class StudentResult:
 def student_result(result: GradeResult, hidden: str) -> StudentResult:
     tests, total, error = feedback.for_student(result, hidden=hidden)
     return StudentResult(
-        status=result.status, score=result.score, max_score=result.max_score, tests=list(tests),
-        hidden_total=total if hidden == "score" else None, error=error,
-        output=result.output, output_truncated=result.output_truncated,
-    )  # fmt: skip
+        status=result.status,
+        score=result.score,
+        max_score=result.max_score,
+        tests=list(tests),
+        hidden_total=total if hidden == "score" else None,
+        error=error,
+        output=result.output,
+        output_truncated=result.output_truncated,
+    )
 
 
 @dataclass

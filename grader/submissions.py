@@ -34,9 +34,17 @@ def deadline(*, session: Session, assignment: Assignment, user_id: int) -> polic
     ext = session.scalar(
         select(Extension).where(Extension.user_id == user_id, Extension.assignment == assignment.slug)
     )
-    row = None if ext is None else policies.ExtensionRow(
-        student_id=str(user_id), assignment=ext.assignment, due=ext.due, cutoff=ext.cutoff, reason=ext.reason
-    )  # fmt: skip
+    row = (
+        None
+        if ext is None
+        else policies.ExtensionRow(
+            student_id=str(user_id),
+            assignment=ext.assignment,
+            due=ext.due,
+            cutoff=ext.cutoff,
+            reason=ext.reason,
+        )
+    )
     return policies.deadline_for(assignment, row)
 
 

@@ -108,7 +108,9 @@ def _safe_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
         raise BadUpload("bad_upload", f"the zip entry {info.filename!r} points outside the archive")
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise BadUpload("bad_upload", f"the zip entry {info.filename!r} is a symbolic link; upload plain files")
+        raise BadUpload(
+            "bad_upload", f"the zip entry {info.filename!r} is a symbolic link; upload plain files"
+        )
     if info.is_dir():
         return None
     if path.parts and path.parts[0] in ("__MACOSX",) or path.name == ".DS_Store":
@@ -151,9 +153,7 @@ def unzip(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
     return files
 
 
-def unpack(
-    data: bytes, filename: str, assignment: Assignment, *, max_bytes: int, max_files: int
-) -> Unpacked:
+def unpack(data: bytes, filename: str, assignment: Assignment, *, max_bytes: int, max_files: int) -> Unpacked:
     """Validate an upload for this assignment and return the files to grade; BadUpload if unusable."""
     kind = detect_format(filename, data[:64])
     if kind not in assignment.config.formats:

@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import re
 import zipfile
 from datetime import UTC, datetime, timedelta
 
@@ -373,6 +372,10 @@ def test_the_gradebook_is_for_instructors(client, people, graded):
     # add-one is the only assignment with a due date before the others? every assignment has a column.
     assert rows["s1"]["add-one (%)"] == f"{100 * RESULT.score / RESULT.max_score:.2f}"
     assert rows["s2"]["add-one (%)"] == "0.00"
+    with_extra = client.get("/api/gradebook.csv?extra=raw&extra=submission", headers=headers(people, "prof"))
+    extra_rows = {row["Student ID"]: row for row in csv.DictReader(io.StringIO(with_extra.text))}
+    assert graded in extra_rows["s1"].values()  # the counted submission's id, in its own column
+    assert not any(value == graded for value in extra_rows["s2"].values())
     moodle = client.get("/api/gradebook/moodle.csv", headers=headers(people, "prof"))
     assert moodle.status_code == 200 and moodle.text.splitlines()[0].startswith("ID number,Email address")
     per_test = client.get("/api/assignments/add-one/tests.csv", headers=headers(people, "prof"))

@@ -22,9 +22,15 @@ pytestmark = pytest.mark.docker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
 NOW = datetime.now(UTC)
 
@@ -111,8 +117,10 @@ def service(tmp_path, docker_client):
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [sys.executable, "-m", "grader.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -126,8 +134,12 @@ def service(tmp_path, docker_client):
             time.sleep(0.2)
         else:
             pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
-        yield {"base": base, "student": ("s1001", student_secret), "instructor": ("prof", instructor_secret),
-               "tmp": tmp_path}  # fmt: skip
+        yield {
+            "base": base,
+            "student": ("s1001", student_secret),
+            "instructor": ("prof", instructor_secret),
+            "tmp": tmp_path,
+        }
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -138,6 +150,7 @@ def service(tmp_path, docker_client):
 def browser():
     # playwright is a dev dependency: a missing one is a broken setup, not a reason to skip.
     from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -183,10 +196,12 @@ def test_student_submits_and_instructor_downloads_the_gradebook(service, browser
 
     upload = tmp / "hw0.ipynb"
     # Passes the public test and the 2-point hidden one, fails the hidden test_double; prints markup.
-    upload.write_text(notebook(
-        "print('<script>alert(1)</script> training...')\n"
-        "def relu(x):\n    return max(x, 0.0)\n\ndef double(x):\n    return x\n"
-    ))  # fmt: skip
+    upload.write_text(
+        notebook(
+            "print('<script>alert(1)</script> training...')\n"
+            "def relu(x):\n    return max(x, 0.0)\n\ndef double(x):\n    return x\n"
+        )
+    )
     page.set_input_files("#file", str(upload))
     page.get_by_role("button", name="Submit for grading").click()
     page.wait_for_url(f"{base}/submissions/**")

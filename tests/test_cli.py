@@ -12,7 +12,7 @@ import pytest
 
 GRADER = [sys.executable, "-m", "grader.cli"]
 
-TESTS = '''
+TESTS = """
 import numpy as np
 import pytest
 from submission import normalize, relu
@@ -28,15 +28,15 @@ def test_normalize_has_unit_norm():
 
 def test_normalize_zero_vector_is_left_alone():
     np.testing.assert_allclose(normalize(np.zeros(3)), np.zeros(3))
-'''
-CORRECT = '''
+"""
+CORRECT = """
 import numpy as np
 def relu(x):
     return np.maximum(x, 0)
 def normalize(v):
     n = np.linalg.norm(v)
     return v if n == 0 else v / n
-'''
+"""
 
 
 @pytest.fixture
@@ -51,20 +51,26 @@ def assignment(tmp_path: Path) -> Path:
     (folder / "starter" / "submission.py").write_text(
         "def relu(x):\n    raise NotImplementedError\ndef normalize(v):\n    raise NotImplementedError\n"
     )
-    (folder / "assignment.toml").write_text(textwrap.dedent("""\
+    (folder / "assignment.toml").write_text(
+        textwrap.dedent("""\
         title = "Vectors"
         released = 2026-09-01T09:00:00-04:00
         due = 2026-09-08T23:59:00-04:00
         weight = 1
         [sandbox]
         timeout_s = 30
-    """))
+    """)
+    )
     return folder
 
 
 def grade(assignment: Path, submission: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*GRADER, "grade", str(assignment), str(submission), *extra],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [*GRADER, "grade", str(assignment), str(submission), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def as_notebook(path: Path, *cells: str) -> Path:
@@ -92,8 +98,11 @@ def test_a_correct_notebook_gets_full_marks_as_json(assignment, tmp_path, docker
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "graded" and result["score"] == result["max_score"] == 6
-    assert points(result) == {"test_relu": 2, "test_normalize_has_unit_norm": 3,
-                              "test_normalize_zero_vector_is_left_alone": 1}  # fmt: skip
+    assert points(result) == {
+        "test_relu": 2,
+        "test_normalize_has_unit_norm": 3,
+        "test_normalize_zero_vector_is_left_alone": 1,
+    }
     assert {"name", "points", "max_points", "outcome", "message"} <= set(result["tests"][0])
 
 
@@ -110,7 +119,7 @@ def test_a_partly_wrong_zip_gets_the_points_of_the_tests_it_passes(assignment, t
 
 @pytest.mark.docker
 def test_a_hostile_submission_cannot_forge_its_score(assignment, tmp_path, docker_client):
-    hostile = textwrap.dedent('''
+    hostile = textwrap.dedent("""
         import sys, json
         print("@@grader " + json.dumps({"event": "done", "flags": [], "error": None}))
         print("========== 3 passed in 0.01s ==========")
@@ -124,11 +133,16 @@ def test_a_hostile_submission_cannot_forge_its_score(assignment, tmp_path, docke
             def __array__(self, *a, **k): return np.array([0.6, 0.8])
         def normalize(v):
             sys.exit(0)
-    ''')
-    result = json.loads(grade(assignment, as_zip(tmp_path / "hw.zip", {"submission.py": hostile}), "--json").stdout)
+    """)
+    result = json.loads(
+        grade(assignment, as_zip(tmp_path / "hw.zip", {"submission.py": hostile}), "--json").stdout
+    )
     assert result["status"] == "graded"
-    assert points(result) == {"test_relu": 2, "test_normalize_has_unit_norm": 0,
-                              "test_normalize_zero_vector_is_left_alone": 0}  # fmt: skip
+    assert points(result) == {
+        "test_relu": 2,
+        "test_normalize_has_unit_norm": 0,
+        "test_normalize_zero_vector_is_left_alone": 0,
+    }
     assert "sys.exit" in result["tests"][1]["message"]
     assert "@@grader" in result["output"]  # the fake line is only the student's own output
 
@@ -160,8 +174,9 @@ def test_the_table_shows_each_test(assignment, tmp_path, docker_client):
 
 @pytest.mark.docker
 def test_check_passes_a_good_folder_and_grades_solution_and_starter(assignment, docker_client):
-    done = subprocess.run([*GRADER, "assignments", "check", str(assignment)], capture_output=True, text=True,
-                          timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [*GRADER, "assignments", "check", str(assignment)], capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     assert "solution: graded 6/6" in done.stderr and "starter: graded 0/6" in done.stderr
 
@@ -169,17 +184,23 @@ def test_check_passes_a_good_folder_and_grades_solution_and_starter(assignment, 
 @pytest.mark.docker
 def test_check_fails_when_the_solution_loses_points(assignment, docker_client):
     (assignment / "solution" / "submission.py").write_text(CORRECT.replace("np.maximum(x, 0)", "x"))
-    done = subprocess.run([*GRADER, "assignments", "check", str(assignment)], capture_output=True, text=True,
-                          timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [*GRADER, "assignments", "check", str(assignment)], capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 1
     assert "solution/: 4/6, loses points on tests/test_vectors.py::test_relu" in done.stderr
 
 
 def test_check_reports_every_problem_of_a_broken_folder_at_once(assignment):
     (assignment / "assignment.toml").write_text('title = "x"\nweight = 0\n[sandbox]\ngpu = "maybe"\n')
-    done = subprocess.run([*GRADER, "assignments", "check", str(assignment)], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [*GRADER, "assignments", "check", str(assignment)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
-    for expected in ("assignment.toml: released", "assignment.toml: due", "assignment.toml: weight",
-                     "assignment.toml: sandbox.gpu"):  # fmt: skip
+    for expected in (
+        "assignment.toml: released",
+        "assignment.toml: due",
+        "assignment.toml: weight",
+        "assignment.toml: sandbox.gpu",
+    ):
         assert expected in done.stderr

@@ -42,6 +42,9 @@ def test_the_compose_file_declares_the_whole_service():
 def test_the_service_image_installs_the_checkout_in_place():
     # Workers send sandbox/harness/ into each sandbox from the source tree, so the image must hold it.
     dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
-    assert load()["services"]["api"]["build"] in (".", {"context": str(COMPOSE.parent), "dockerfile": "Dockerfile"})
+    assert load()["services"]["api"]["build"] in (
+        ".",
+        {"context": str(COMPOSE.parent), "dockerfile": "Dockerfile"},
+    )
     for needed in ("COPY grader", "COPY sandbox", "COPY migrations", "pip install --no-cache-dir -e ."):
         assert needed in dockerfile

@@ -201,8 +201,11 @@ def test_extra_columns_show_raw_score_lateness_penalty_and_submission():
     assert header[11:15] == ["hw2 raw (%)", "hw2 late (hours)", "hw2 penalty (%)", "hw2 submission"]
     s2 = rows["s2"]
     assert (s2["hw1 raw (%)"], s2["hw1 late (days)"], s2["hw1 penalty (%)"], s2["hw1 submission"]) == (
-        "100.00", "1", "10.00", "11",
-    )  # fmt: skip
+        "100.00",
+        "1",
+        "10.00",
+        "11",
+    )
     assert (s2["hw2 raw (%)"], s2["hw2 late (hours)"], s2["hw2 penalty (%)"]) == ("90.00", "3", "15.00")
     assert (s2["hw3 late (days)"], s2["hw3 submission"]) == ("1", "14")
     assert rows["s3"]["hw2 submission"] == "20" and rows["s3"]["hw2 raw (%)"] == "0.00"
@@ -230,8 +233,14 @@ def test_csv_read_back_matches_the_computed_grades():
 def test_moodle_file_has_the_columns_the_importer_maps():
     rows = read(moodle_csv(grades(), assignments=ASSIGNMENTS, course=COURSE))
     assert list(rows[0]) == [
-        "ID number", "Email address", "Full name", "HW1: MLP", "HW2: CNN", "HW3: RNN", "Assignments (45)",
-    ]  # fmt: skip
+        "ID number",
+        "Email address",
+        "Full name",
+        "HW1: MLP",
+        "HW2: CNN",
+        "HW3: RNN",
+        "Assignments (45)",
+    ]
     by_id = {r["ID number"]: r for r in rows}
     # Moodle aborts the whole import on a row whose user field is empty.
     assert all(r["ID number"] and r["Email address"] for r in rows)

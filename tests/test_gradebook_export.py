@@ -64,6 +64,7 @@ def read(lines) -> list[dict[str, str]]:
 
 def count_queries(session) -> list[str]:
     statements: list[str] = []
+
     # Only SELECTs: the rolled-back test session also emits SAVEPOINT statements.
     def seen(conn, cursor, statement, *rest):
         if statement.lstrip().upper().startswith("SELECT"):

@@ -29,8 +29,17 @@ def test_times_are_stored_in_utc_and_read_back_aware(request, which):
         session.add(user)
         session.flush()
         at = datetime(2026, 9, 15, 23, 59, tzinfo=eastern)
-        session.add(Submission(id=f"tz-{which}", user_id=user.id, assignment="a", sha256="0" * 64,
-                               filename="x.zip", format="zip", submitted_at=at))  # fmt: skip
+        session.add(
+            Submission(
+                id=f"tz-{which}",
+                user_id=user.id,
+                assignment="a",
+                sha256="0" * 64,
+                filename="x.zip",
+                format="zip",
+                submitted_at=at,
+            )
+        )
         session.commit()
         session.expire_all()
         stored = session.get(Submission, f"tz-{which}").submitted_at
@@ -48,8 +57,17 @@ def test_relationships_never_load_behind_your_back(db_session):
     user = User(login="lazy", role="student")
     db_session.add(user)
     db_session.flush()
-    db_session.add(Submission(id="lazy-1", user_id=user.id, assignment="a", sha256="0" * 64, filename="x.zip",
-                              format="zip", submitted_at=datetime.now(UTC)))  # fmt: skip
+    db_session.add(
+        Submission(
+            id="lazy-1",
+            user_id=user.id,
+            assignment="a",
+            sha256="0" * 64,
+            filename="x.zip",
+            format="zip",
+            submitted_at=datetime.now(UTC),
+        )
+    )
     db_session.commit()
     db_session.expire_all()
     with pytest.raises(InvalidRequestError, match="lazy='raise'"):

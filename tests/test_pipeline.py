@@ -54,8 +54,12 @@ def test_an_upload_is_graded_in_a_container_and_read_back(service, docker_client
     service.start_api()
     service.start("worker", "--queues", "cpu", log="worker.log")
     submission_id = submit(service, token)
-    body = wait_for(lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b, 120,
-                    "the submission to be graded", service)  # fmt: skip
+    body = wait_for(
+        lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b,
+        120,
+        "the submission to be graded",
+        service,
+    )
     assert body["score"] == 1 and body["max_score"] == 1 and body["attempts"] == 1
     assert body["hidden"] == {"score": 1, "max_score": 1} and body["tests"] == []  # hidden = "score"
     full = fetch(service, instructor, submission_id)
@@ -77,8 +81,12 @@ def test_a_worker_killed_mid_grading_is_replaced_and_the_submission_graded_once(
     service.kill(first, signal.SIGKILL)  # the whole worker: main process and pool process
     assert containers_of(docker_client, submission_id), "the dead worker's containers are still there"
     service.start("worker", "--queues", "cpu", log="worker2.log")
-    body = wait_for(lambda: (b := fetch(service, instructor, submission_id))["status"] == "graded" and b, 120,
-                    "the submission to be graded by the second worker", service)  # fmt: skip
+    body = wait_for(
+        lambda: (b := fetch(service, instructor, submission_id))["status"] == "graded" and b,
+        120,
+        "the submission to be graded by the second worker",
+        service,
+    )
     assert body["score"] == 1 and body["attempts"] == 2
     assert [t["name"].split("::")[-1] for t in body["tests"]] == ["test_add_slowly"]
     wait_for(
@@ -119,8 +127,12 @@ def test_the_embedded_default_grades_with_sqlite_and_no_broker(tmp_path, course,
         token = service.run("token", "create", "--student", "s1")
         service.start_api("serve")
         submission_id = submit(service, token)
-        body = wait_for(lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b, 120,
-                        "the submission to be graded in-process", service)  # fmt: skip
+        body = wait_for(
+            lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b,
+            120,
+            "the submission to be graded in-process",
+            service,
+        )
         assert body["score"] == 1 and body["queue_note"] is None
         assert (tmp_path / "data" / "grader.db").exists()
     finally:

@@ -14,8 +14,9 @@ ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
 
 def smoke(service, token: str, *folders: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**service.env, "GRADER_URL": service.url, "GRADER_TOKEN": token}
-    return subprocess.run([*GRADER, "smoke", *map(str, folders)], env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [*GRADER, "smoke", *map(str, folders)], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start(service) -> str:

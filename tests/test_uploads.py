@@ -113,7 +113,14 @@ def test_not_a_zip_is_refused():
 
 def test_zip_in_one_top_level_folder_is_unwrapped_and_mac_clutter_dropped():
     files = unzip(
-        make_zip({"hw1/submission.py": b"x = 1", "hw1/lib/util.py": b"", "__MACOSX/hw1/._x": b"", "hw1/.DS_Store": b""}),
+        make_zip(
+            {
+                "hw1/submission.py": b"x = 1",
+                "hw1/lib/util.py": b"",
+                "__MACOSX/hw1/._x": b"",
+                "hw1/.DS_Store": b"",
+            }
+        ),
         **LIMITS,
     )
     assert set(files) == {"submission.py", "lib/util.py"}
@@ -129,7 +136,9 @@ def test_unpack_checks_required_files_and_accepted_formats(assignment):
 
 
 def test_zip_holding_a_notebook_grades_the_notebook(assignment):
-    data = make_zip({"work/hw.ipynb": notebook(("code", "y = 2")), "work/README.md": b"", "work/helper.py": b""})
+    data = make_zip(
+        {"work/hw.ipynb": notebook(("code", "y = 2")), "work/README.md": b"", "work/helper.py": b""}
+    )
     unpacked = unpack(data, "hw.zip", assignment, **LIMITS)
     assert b"y = 2" in unpacked.files["submission.py"]
     assert unpacked.cells and unpacked.cells[0].cell == 1

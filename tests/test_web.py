@@ -21,11 +21,21 @@ from grader.results import GradeResult, TestResult
 NOW = datetime.now(UTC)
 NOTEBOOK = json.dumps(
     {
-        "cells": [{"cell_type": "code", "id": "c1", "metadata": {}, "execution_count": None, "outputs": [],
-                   "source": "def relu(x):\n    return max(x, 0)\n"}],
-        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "c1",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": "def relu(x):\n    return max(x, 0)\n",
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
     }
-).encode()  # fmt: skip
+).encode()
 
 
 def write_course(root, *, per_hour: int = 5, hidden: str = "score") -> None:
@@ -73,8 +83,15 @@ def db(site):
 
 def add_user(db, login: str, role: str = "student", name: str = "") -> str:
     secret = accounts.new_secret()
-    db.add(User(login=login, name=name or login.title(), email=f"{login}@example.edu", role=role,
-                secret_hash=accounts.hash_secret(secret)))  # fmt: skip
+    db.add(
+        User(
+            login=login,
+            name=name or login.title(),
+            email=f"{login}@example.edu",
+            role=role,
+            secret_hash=accounts.hash_secret(secret),
+        )
+    )
     db.commit()
     return secret
 
@@ -83,8 +100,9 @@ def signed_in(site, login: str, secret: str) -> TestClient:
     client = TestClient(site[0], base_url="http://127.0.0.1")
     page = client.get("/signin")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    response = client.post("/signin", data={"login": login, "secret": secret, "csrf_token": token},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/signin", data={"login": login, "secret": secret, "csrf_token": token}, follow_redirects=False
+    )
     assert response.status_code == 303, response.text
     return client
 
@@ -97,20 +115,41 @@ def graded(db, login: str, *, output: str = "", hidden_message: str = "secret hi
     """A graded submission, stored as the worker stores it."""
     user = db.scalar(select(User).where(User.login == login))
     result = GradeResult(
-        status="graded", score=3, max_score=5, output=output,
+        status="graded",
+        score=3,
+        max_score=5,
+        output=output,
         tests=[
-            TestResult(name="public_tests/test_shapes.py::test_shape", points=1, max_points=1,
-                       outcome="passed", visibility="public"),
-            TestResult(name="tests/test_mlp.py::test_hidden_backprop", points=0, max_points=2,
-                       outcome="failed", message=hidden_message, visibility="hidden"),
+            TestResult(
+                name="public_tests/test_shapes.py::test_shape",
+                points=1,
+                max_points=1,
+                outcome="passed",
+                visibility="public",
+            ),
+            TestResult(
+                name="tests/test_mlp.py::test_hidden_backprop",
+                points=0,
+                max_points=2,
+                outcome="failed",
+                message=hidden_message,
+                visibility="hidden",
+            ),
             TestResult(name="tests/test_mlp.py::test_hidden_relu", points=2, max_points=2, outcome="passed"),
         ],
-    )  # fmt: skip
+    )
     sub = Submission(
-        user_id=user.id, assignment="hw1-mlp", submitted_at=NOW - timedelta(hours=2), sha256="0" * 64,
-        filename="hw1.ipynb", format="ipynb", status="graded", score=3, max_score=5,
+        user_id=user.id,
+        assignment="hw1-mlp",
+        submitted_at=NOW - timedelta(hours=2),
+        sha256="0" * 64,
+        filename="hw1.ipynb",
+        format="ipynb",
+        status="graded",
+        score=3,
+        max_score=5,
         result=result.model_dump(mode="json"),
-    )  # fmt: skip
+    )
     db.add(sub)
     db.commit()
     return sub
@@ -207,9 +246,10 @@ def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_the_session(site, db):
     wrong = client.post("/signin", data={"login": "s1", "secret": "nope", "csrf_token": token})
     assert wrong.status_code == 401 and "wrong secret" in wrong.text
     response = client.post(
-        "/signin", data={"login": " S1 ", "secret": secret, "csrf_token": token, "next": "//evil.example/"},
+        "/signin",
+        data={"login": " S1 ", "secret": secret, "csrf_token": token, "next": "//evil.example/"},
         follow_redirects=False,
-    )  # fmt: skip
+    )
     assert response.status_code == 303 and response.headers["location"] == "/assignments"
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Secure" not in cookie
@@ -227,8 +267,9 @@ def test_cookie_is_secure_over_https(site, db):
     secret = add_user(db, "s1")
     client = TestClient(site[0], base_url="https://127.0.0.1")
     token = csrf(client, "/signin")
-    response = client.post("/signin", data={"login": "s1", "secret": secret, "csrf_token": token},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/signin", data={"login": "s1", "secret": secret, "csrf_token": token}, follow_redirects=False
+    )
     assert "Secure" in response.headers["set-cookie"]
 
 
@@ -248,17 +289,21 @@ def test_upload_then_the_submission_page_polls(site, db):
     client = signed_in(site, "s1", add_user(db, "s1"))
     token = csrf(client, "/assignments/hw1-mlp")
     response = client.post(
-        "/assignments/hw1-mlp/submit", data={"csrf_token": token},
-        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")}, follow_redirects=False,
-    )  # fmt: skip
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")},
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
     url = response.headers["location"]
     page = client.get(url).text
     assert "queued" in page and f'data-url="{url}/status.json"' in page
     assert client.get(url + "/status.json").json() == {
-        "id": url.rsplit("/", 1)[1], "status": "queued", "done": False,
+        "id": url.rsplit("/", 1)[1],
+        "status": "queued",
+        "done": False,
         "note": "Waiting for a grading worker ...",
-    }  # fmt: skip
+    }
     assert "hw1.ipynb" in client.get("/assignments/hw1-mlp").text
 
 
@@ -266,18 +311,32 @@ def test_upload_errors_are_clear(site, db):
     client = signed_in(site, "s1", add_user(db, "s1"))
     token = csrf(client, "/assignments/hw1-mlp")
     as_json = {"Accept": "application/json"}
-    wrong = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, headers=as_json,
-                        files={"file": ("hw1.pdf", b"%PDF-1.4", "application/pdf")})  # fmt: skip
+    wrong = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        headers=as_json,
+        files={"file": ("hw1.pdf", b"%PDF-1.4", "application/pdf")},
+    )
     assert wrong.status_code == 400 and "upload a Jupyter notebook" in wrong.json()["detail"]
     # Without JavaScript the same error comes back in the page.
-    page = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token},
-                       files={"file": ("hw1.ipynb", b"not json", "application/json")})  # fmt: skip
+    page = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files={"file": ("hw1.ipynb", b"not json", "application/json")},
+    )
     assert page.status_code == 400 and "is not a notebook" in page.text and "<form" in page.text
-    big = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, headers=as_json,
-                      files={"file": ("hw1.ipynb", b"{" + b" " * 200_000, "application/json")})  # fmt: skip
+    big = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        headers=as_json,
+        files={"file": ("hw1.ipynb", b"{" + b" " * 200_000, "application/json")},
+    )
     assert big.status_code == 413 and "larger than the limit" in big.json()["detail"]
-    forged = client.post("/assignments/hw1-mlp/submit", headers=as_json,
-                         files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")})  # fmt: skip
+    forged = client.post(
+        "/assignments/hw1-mlp/submit",
+        headers=as_json,
+        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")},
+    )
     assert forged.status_code == 403
     assert db.scalar(select(Submission)) is None
 
@@ -288,11 +347,16 @@ def test_rate_limit_per_hour_uses_the_apis_rule(site, db, tmp_path):
     client = signed_in(site, "s1", add_user(db, "s1"))
     token = csrf(client, "/assignments/hw1-mlp")
     upload = {"file": ("hw1.ipynb", NOTEBOOK, "application/json")}
-    first = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload,
-                        follow_redirects=False)  # fmt: skip
+    first = client.post(
+        "/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload, follow_redirects=False
+    )
     assert first.status_code == 303
-    second = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload,
-                         headers={"Accept": "application/json"})  # fmt: skip
+    second = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files=upload,
+        headers={"Accept": "application/json"},
+    )
     assert second.status_code == 429 and "per hour" in second.json()["detail"]
     assert "per hour" in client.get("/assignments/hw1-mlp").text  # the form says so before trying
 
@@ -318,8 +382,13 @@ def test_a_student_never_sees_another_students_submission(site, db):
         response = client.get(path)
         assert response.status_code == 404 and "private output" not in response.text
     assert other.id not in client.get("/assignments/hw1-mlp").text
-    for path in ("/instructor", "/instructor/assignments/hw1-mlp", "/instructor/students/s2",
-                 "/instructor/gradebook", "/instructor/gradebook.csv"):  # fmt: skip
+    for path in (
+        "/instructor",
+        "/instructor/assignments/hw1-mlp",
+        "/instructor/students/s2",
+        "/instructor/gradebook",
+        "/instructor/gradebook.csv",
+    ):
         assert client.get(path, follow_redirects=False).status_code == 403, path
     token = csrf(client, "/assignments")
     regrade = client.post(f"/instructor/submissions/{other.id}/regrade", data={"csrf_token": token})
@@ -350,13 +419,16 @@ def test_instructor_pages_extensions_regrade_and_gradebook(site, db):
     assert "Ada Lovelace" in student and "hw1.ipynb" in student
 
     token = csrf(client, "/instructor/students/s1")
-    response = client.post("/instructor/students/s1/extensions/hw1-mlp",
-                           data={"csrf_token": token, "due": "2099-01-10T23:59", "reason": "illness"},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/instructor/students/s1/extensions/hw1-mlp",
+        data={"csrf_token": token, "due": "2099-01-10T23:59", "reason": "illness"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     assert "Sat 10 Jan 2099, 23:59 EST" in client.get("/instructor/students/s1").text
-    bad = client.post("/instructor/students/s1/extensions/hw1-mlp",
-                      data={"csrf_token": token, "due": "tomorrow"})  # fmt: skip
+    bad = client.post(
+        "/instructor/students/s1/extensions/hw1-mlp", data={"csrf_token": token, "due": "tomorrow"}
+    )
     assert bad.status_code == 400 and "is not a date" in bad.text
 
     regrade = client.post(

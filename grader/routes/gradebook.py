@@ -14,7 +14,9 @@ router = APIRouter(prefix="/api", tags=["gradebook"])
 
 def _csv(lines, filename: str) -> StreamingResponse:
     return StreamingResponse(
-        lines, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f"attachment; filename={filename}"}
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
 
 
@@ -32,9 +34,11 @@ def gradebook_csv(
     assignments: AssignmentsDep,
     extra: Annotated[list[Literal["raw", "late", "penalty", "submission"]], Query()] = [],  # noqa: B006
 ) -> StreamingResponse:
-    """One row per student on the roster: percent after penalty per assignment, then the total out of the share."""
+    """One row per student on the roster: percent after penalty per assignment, then the total."""
     ordered = sorted(assignments.values(), key=lambda a: (a.due, a.slug))
-    lines = gradebook.export_csv(session=session, assignments=ordered, course=_course(assignments, settings), extra=extra)
+    lines = gradebook.export_csv(
+        session=session, assignments=ordered, course=_course(assignments, settings), extra=extra
+    )
     return _csv(lines, "gradebook.csv")
 
 
@@ -45,12 +49,18 @@ def moodle_csv(
     """The gradebook in Moodle's grade-import CSV format (map users by "ID number")."""
     ordered = sorted(assignments.values(), key=lambda a: (a.due, a.slug))
     course = _course(assignments, settings)
-    return _csv(gradebook.export_moodle_csv(session=session, assignments=ordered, course=course), "moodle-grades.csv")
+    return _csv(
+        gradebook.export_moodle_csv(session=session, assignments=ordered, course=course), "moodle-grades.csv"
+    )
 
 
 @router.get("/assignments/{slug}/tests.csv", response_class=StreamingResponse)
-def per_test_csv(slug: str, session: SessionDep, _: InstructorDep, assignments: AssignmentsDep) -> StreamingResponse:
+def per_test_csv(
+    slug: str, session: SessionDep, _: InstructorDep, assignments: AssignmentsDep
+) -> StreamingResponse:
     """Which tests each student's counted submission passed, for one assignment."""
     if slug not in assignments:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
-    return _csv(gradebook.export_per_test_csv(session=session, assignment=assignments[slug]), f"{slug}-tests.csv")
+    return _csv(
+        gradebook.export_per_test_csv(session=session, assignment=assignments[slug]), f"{slug}-tests.csv"
+    )

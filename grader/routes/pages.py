@@ -43,9 +43,16 @@ def home(web: WebSessionDep) -> Response:
 def _signin_page(request: Request, *, next_path: str, login: str = "", error: str = "", status: int = 200):
     token = request.cookies.get(SIGNIN_CSRF_COOKIE) or new_csrf_token()
     response = render(
-        request, "signin.html", web=None, status_code=status, title="Sign in",
-        next=next_path, login=login, error=error, csrf_token=token,
-    )  # fmt: skip
+        request,
+        "signin.html",
+        web=None,
+        status_code=status,
+        title="Sign in",
+        next=next_path,
+        login=login,
+        error=error,
+        csrf_token=token,
+    )
     set_cookie(response, request, SIGNIN_CSRF_COOKIE, token, max_age=3600)
     return response
 
@@ -68,9 +75,12 @@ def signin(
 ) -> Response:
     if not accounts.csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE), csrf_token):
         return _signin_page(
-            request, next_path=next, login=login, status=403,
+            request,
+            next_path=next,
+            login=login,
+            status=403,
             error="The sign-in form expired (or cookies are blocked). Please try again.",
-        )  # fmt: skip
+        )
     user = accounts.authenticate(session, login=login, secret=secret)
     if user is None:
         return _signin_page(
@@ -112,9 +122,16 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
     if page is None:
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     return render(
-        request, "student_assignment.html", web=web, status_code=status, title=page.row.assignment.title,
-        nav="assignments", page=page, error=error, max_upload_bytes=settings.max_upload_bytes,
-    )  # fmt: skip
+        request,
+        "student_assignment.html",
+        web=web,
+        status_code=status,
+        title=page.row.assignment.title,
+        nav="assignments",
+        page=page,
+        error=error,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
 
 
 @router.get("/assignments/{slug}", response_class=HTMLResponse)
@@ -154,9 +171,13 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
         await form.close()
     try:
         submission = submissions.create_submission(
-            session=session, settings=settings, assignment=assignment, student=web.user,
-            filename=filename, data=data,
-        )  # fmt: skip
+            session=session,
+            settings=settings,
+            assignment=assignment,
+            student=web.user,
+            filename=filename,
+            data=data,
+        )
     except submissions.Refused as exc:
         return refuse(exc.message, 429 if exc.reason == "rate_limited" else 400)
     dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
@@ -174,8 +195,14 @@ def submission_detail(
     if view is None:
         # Someone else's submission reads exactly like one that does not exist.
         raise PageError(404, "No such submission", "There is no such submission among yours.")
-    return render(request, "submission.html", web=web, title=f"Submission to {view.assignment.title}",
-                  nav="assignments", view=view)  # fmt: skip
+    return render(
+        request,
+        "submission.html",
+        web=web,
+        title=f"Submission to {view.assignment.title}",
+        nav="assignments",
+        view=view,
+    )
 
 
 @router.get("/submissions/{submission_id}/status.json")

@@ -23,10 +23,14 @@ def _instructor_only(web) -> None:
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
     return render(
-        request, "instructor_overview.html", web=web, title="Assignments", nav="overview",
+        request,
+        "instructor_overview.html",
+        web=web,
+        title="Assignments",
+        nav="overview",
         summaries=instructor_pages.overview(session, settings=get_settings()),
         queue=instructor_pages.queue_state(session),
-    )  # fmt: skip
+    )
 
 
 @router.get("/assignments/{slug}", response_class=HTMLResponse)
@@ -60,8 +64,14 @@ def regrade_one(
 
 @router.get("/students", response_class=HTMLResponse)
 def students(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
-    return render(request, "instructor_students.html", web=web, title="Students", nav="students",
-                  students=instructor_pages.students(session))  # fmt: skip
+    return render(
+        request,
+        "instructor_students.html",
+        web=web,
+        title="Students",
+        nav="students",
+        students=instructor_pages.students(session),
+    )
 
 
 def _student_page(
@@ -71,8 +81,17 @@ def _student_page(
     if found is None:
         raise PageError(404, "No such student", f"There is no student {login!r}.")
     student, rows = found
-    return render(request, "instructor_student.html", web=web, status_code=status, title=student.name,
-                  nav="students", student=student, rows=rows, error=error)  # fmt: skip
+    return render(
+        request,
+        "instructor_student.html",
+        web=web,
+        status_code=status,
+        title=student.name,
+        nav="students",
+        student=student,
+        rows=rows,
+        error=error,
+    )
 
 
 @router.get("/students/{login}", response_class=HTMLResponse)
@@ -120,8 +139,15 @@ def extension(
 def gradebook(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
     lines = instructor_pages.gradebook_csv_lines(session, settings=get_settings())
     table = list(csv.reader(lines))
-    return render(request, "instructor_gradebook.html", web=web, title="Gradebook", nav="gradebook",
-                  header=table[0] if table else [], rows=table[1:])  # fmt: skip
+    return render(
+        request,
+        "instructor_gradebook.html",
+        web=web,
+        title="Gradebook",
+        nav="gradebook",
+        header=table[0] if table else [],
+        rows=table[1:],
+    )
 
 
 @router.get("/gradebook.csv")
