@@ -137,3 +137,18 @@ def test_the_embedded_default_grades_with_sqlite_and_no_broker(tmp_path, course,
         assert (tmp_path / "data" / "grader.db").exists()
     finally:
         service.stop()
+
+
+def test_serve_with_postgres_and_redis_runs_a_worker_beside_the_api(service, docker_client):
+    # `grader serve` with both URLs set: the API plus a cpu worker subprocess on the broker.
+    token = service.run("token", "create", "--student", "s1")
+    service.start_api("serve")
+    submission_id = submit(service, token)
+    body = wait_for(
+        lambda: (b := fetch(service, token, submission_id))["status"] == "graded" and b,
+        120,
+        "the submission to be graded by serve's worker",
+        service,
+    )
+    assert body["score"] == 1 and body["attempts"] == 1
+    assert not (service.tmp / "data" / "grader.db").exists()  # PostgreSQL, not the embedded SQLite
