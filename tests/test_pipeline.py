@@ -4,6 +4,7 @@ Every accepted upload is graded exactly once, whatever dies along the way.
 """
 
 import io
+import re
 import signal
 import subprocess
 import time
@@ -152,3 +153,15 @@ def test_serve_with_postgres_and_redis_runs_a_worker_beside_the_api(service, doc
     )
     assert body["score"] == 1 and body["attempts"] == 1
     assert not (service.tmp / "data" / "grader.db").exists()  # PostgreSQL, not the embedded SQLite
+
+
+def test_a_gpu_worker_pins_each_pool_process_to_its_own_gpu(service):
+    # No GPU here, so this checks the pinning itself: one process per GPU, each with a different one.
+    service.start("worker", "--queues", "gpu", "--gpus", "2", log="gpu-worker.log")
+    log = service.tmp / "gpu-worker.log"
+    wait_for(
+        lambda: len(set(re.findall(r"grades on GPU (\d+)", log.read_text()))) == 2, 60, "both GPUs", service
+    )
+    pinned = set(re.findall(r"pool process (\d+) grades on GPU (\d+)", log.read_text()))
+    assert {gpu for _, gpu in pinned} == {"0", "1"}
+    assert len({process for process, _ in pinned}) == 2
