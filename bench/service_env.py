@@ -63,7 +63,7 @@ def _free_port() -> int:
 class Service:
     """API + workers on PostgreSQL and Redis, for the add-one course."""
 
-    def __init__(self, url: str, tmp: Path, *, concurrency: int, workers: int = 1):
+    def __init__(self, url: str, tmp: Path, *, concurrency: int, workers: int = 1, api_workers: int = 1):
         self.db_url, self.tmp = url, tmp
         course = tmp / "course"
         shutil.copytree(common.COURSE, course, ignore=shutil.ignore_patterns("add-gpu", "add-slow"))
@@ -74,7 +74,7 @@ class Service:
             GRADER_DATABASE_URL=url,
             GRADER_BROKER_URL=BROKER,
         )
-        self.concurrency, self.workers = concurrency, workers
+        self.concurrency, self.workers, self.api_workers = concurrency, workers, api_workers
         self.procs: list[subprocess.Popen] = []
         self.url = ""
 
@@ -93,7 +93,7 @@ class Service:
 
     def start(self, *, workers: bool = True) -> None:
         port = _free_port()
-        self._start("api", "--port", str(port), log="api.log")
+        self._start("api", "--port", str(port), "--workers", str(self.api_workers), log="api.log")
         self.url = f"http://127.0.0.1:{port}"
         self._wait_for(lambda: httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200)
         if workers:
@@ -208,14 +208,14 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(*, concurrency: int, workers: int = 1, start_workers: bool = True):
+def running_service(*, concurrency: int, workers: int = 1, start_workers: bool = True, api_workers: int = 1):
     if _redis("ping") != "PONG":
         raise RuntimeError("no Redis at 127.0.0.1:6379 (scripts/test starts one)")
     _redis("flushdb")
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
     try:
         with pg_database() as url:
-            service = Service(url, tmp, concurrency=concurrency, workers=workers)
+            service = Service(url, tmp, concurrency=concurrency, workers=workers, api_workers=api_workers)
             try:
                 service.start(workers=start_workers)
                 yield service

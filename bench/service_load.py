@@ -152,6 +152,7 @@ def main(argv=None) -> list[Report]:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--per-client", type=int, default=None, help="burst uploads per client (default 10)")
     parser.add_argument("--only", choices=["throughput", "burst"])
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes (grader api --workers)")
     parser.add_argument(
         "--api-alone",
         action="store_true",
@@ -163,7 +164,9 @@ def main(argv=None) -> list[Report]:
     reports = []
     if args.api_alone:
         args.only = "burst"
-    with running_service(concurrency=args.concurrency, start_workers=not args.api_alone) as service:
+    with running_service(
+        concurrency=args.concurrency, start_workers=not args.api_alone, api_workers=args.api_workers
+    ) as service:
         try:
             if args.only in (None, "throughput"):
                 reports.append(throughput(service, count, timeout_s=max(300, count * 3)))

@@ -295,10 +295,10 @@ def token_create(
     sys.stdout.write(token + "\n")
 
 
-def _uvicorn(host: str, port: int) -> None:
+def _uvicorn(host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
-    uvicorn.run("grader.main:app", host=host, port=port, proxy_headers=True)
+    uvicorn.run("grader.main:app", host=host, port=port, proxy_headers=True, workers=workers)
 
 
 @app.command()
@@ -334,10 +334,11 @@ def serve(
 def api(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port to listen on"),
+    workers: int = typer.Option(1, min=1, help="API processes (uploads are CPU-bound: one per core)"),
 ) -> None:
     """Only the API (workers run apart: `grader worker`). Run `grader migrate` first."""
     _sync_or_exit()
-    _uvicorn(host, port)
+    _uvicorn(host, port, workers)
 
 
 @app.command()
