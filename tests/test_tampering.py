@@ -15,7 +15,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pytest
 
 from grader import feedback, sandbox
@@ -24,7 +23,7 @@ from grader.config import Settings
 from grader.results import GradeResult
 from grader.uploads import Unpacked
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftover_containers")]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tampering"
 ATTACKS = FIXTURES / "attacks"
@@ -54,23 +53,6 @@ def assignment() -> Assignment:
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(data_dir=tmp_path / "var", output_limit_bytes=64 * 1024)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_containers(docker_client, monkeypatch):
-    """Every container a test creates is gone when it ends (only ours: other suites share the engine)."""
-    created = []
-    real_create = docker.APIClient.create_container
-
-    def create_container(api, *args, **kwargs):
-        container = real_create(api, *args, **kwargs)
-        created.append(container["Id"])
-        return container
-
-    monkeypatch.setattr(docker.APIClient, "create_container", create_container)
-    yield
-    left = [c for c in docker_client.api.containers(all=True) if c["Id"] in created]
-    assert left == [], f"containers left behind: {[c['Labels'] for c in left]}"
 
 
 def grade(assignment: Assignment, settings: Settings, source: str) -> GradeResult:
