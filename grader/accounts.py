@@ -247,6 +247,23 @@ def create_instructor(session: Session, *, login: str, name: str, email: str = "
     return secret
 
 
+class NoSuchAccount(Exception):
+    pass
+
+
+def reset_secret(session: Session, *, login: str) -> str:
+    """Give an account a new secret and sign out its browsers; returns the new secret. The caller commits."""
+    user = session.scalar(select(User).where(User.login == normalize_login(login)))
+    if user is None:
+        raise NoSuchAccount(f"no account with the login {login!r}")
+    secret = new_secret()
+    user.secret_hash = hash_secret(secret)
+    # Whoever holds the old secret may be signed in with it: the reset must end that too.
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    session.flush()
+    return secret
+
+
 # ---- browser sessions and CSRF ------------------------------------------------------------------------
 
 

@@ -231,6 +231,30 @@ def test_roster_and_instructor_commands(site, tmp_path):
     assert runner.invoke(app, ["instructor", "create", "--login", "prof", "--name", "Again"]).exit_code == 1
 
 
+def test_resetting_a_secret_replaces_it_and_signs_out_the_old_one(site, db):
+    from typer.testing import CliRunner
+
+    from grader.cli import app
+
+    old = add_user(db, "s1")
+    browser = TestClient(site[0], base_url="http://127.0.0.1")
+    signed_in = browser.post(
+        "/signin",
+        data={"login": "s1", "secret": old, "csrf_token": csrf(browser, "/signin")},
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303 and browser.get("/assignments").status_code == 200
+    result = CliRunner().invoke(app, ["roster", "reset-secret", "s1"])
+    assert result.exit_code == 0, result.output
+    new = result.stdout.strip().splitlines()[-1]
+    db.expire_all()
+    assert accounts.authenticate(db, login="s1", secret=new) is not None
+    assert accounts.authenticate(db, login="s1", secret=old) is None
+    assert browser.get("/assignments", follow_redirects=False).status_code == 303  # signed out
+    missing = CliRunner().invoke(app, ["roster", "reset-secret", "nobody"])
+    assert missing.exit_code == 1 and "no account" in missing.output
+
+
 # ---- signing in and out -----------------------------------------------------------------------------
 
 
