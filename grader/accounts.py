@@ -73,6 +73,43 @@ def authenticate(session: Session, *, login: str, secret: str) -> User | None:
     return user if verify_secret(secret.strip(), user.secret_hash) else None
 
 
+MAX_FAILED_SIGNINS = 10
+SIGNIN_LOCKOUT = timedelta(minutes=15)
+
+
+class LockedOut(Exception):
+    """Too many wrong secrets in a row for this login; `until` is when sign-in opens again."""
+
+    def __init__(self, until: datetime):
+        self.until = until
+        super().__init__(f"sign-in locked until {until.isoformat()}")
+
+
+def sign_in(session: Session, *, login: str, secret: str, now: datetime | None = None) -> User | None:
+    """authenticate(), but MAX_FAILED_SIGNINS wrong secrets in a row lock the login for SIGNIN_LOCKOUT.
+
+    The count lives in the users row, so it holds across API processes. The caller commits.
+    """
+    now = now or datetime.now(UTC)
+    user = session.scalar(select(User).where(User.login == normalize_login(login)))
+    locked = user.signin_locked_until if user is not None else None
+    if locked is not None and locked.tzinfo is None:
+        locked = locked.replace(tzinfo=UTC)
+    if locked is not None and locked > now:
+        # Even the right secret waits: otherwise the lock would only tell a guesser when they are right.
+        raise LockedOut(locked)
+    found = authenticate(session, login=login, secret=secret)
+    if user is None:
+        return None
+    if found is None:
+        user.failed_signins += 1
+        if user.failed_signins >= MAX_FAILED_SIGNINS:
+            user.failed_signins, user.signin_locked_until = 0, now + SIGNIN_LOCKOUT
+        return None
+    user.failed_signins, user.signin_locked_until = 0, None
+    return found
+
+
 # ---- roster ----------------------------------------------------------------------------------------
 
 
@@ -258,6 +295,7 @@ def reset_secret(session: Session, *, login: str) -> str:
         raise NoSuchAccount(f"no account with the login {login!r}")
     secret = new_secret()
     user.secret_hash = hash_secret(secret)
+    user.failed_signins, user.signin_locked_until = 0, None
     # Whoever holds the old secret may be signed in with it: the reset must end that too.
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     session.flush()

@@ -27,6 +27,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="student")
     # For password sign-in on the web pages; API clients use tokens.
     secret_hash: Mapped[str | None] = mapped_column(String(256))
+    # Wrong secrets in a row, and the end of the lock they caused (grader.accounts.sign_in).
+    failed_signins: Mapped[int] = mapped_column(default=0, server_default="0")
+    signin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

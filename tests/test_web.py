@@ -255,6 +255,36 @@ def test_resetting_a_secret_replaces_it_and_signs_out_the_old_one(site, db):
     assert missing.exit_code == 1 and "no account" in missing.output
 
 
+def test_ten_wrong_secrets_lock_the_id_for_a_while_even_for_the_right_secret(site, db):
+    secret = add_user(db, "s1")
+    client = TestClient(site[0], base_url="http://127.0.0.1")
+
+    def attempt(guess):
+        return client.post(
+            "/signin", data={"login": "s1", "secret": guess, "csrf_token": csrf(client, "/signin")}
+        )
+
+    for _ in range(accounts.MAX_FAILED_SIGNINS):
+        assert attempt("wrong").status_code == 401
+    locked = attempt(secret)
+    assert locked.status_code == 429 and "locked for 15 more minute(s)" in locked.text
+    # The lock ends by itself; a correct secret then signs in and clears the count.
+    later = datetime.now(UTC) + accounts.SIGNIN_LOCKOUT + timedelta(seconds=1)
+    db.expire_all()
+    assert accounts.sign_in(db, login="s1", secret=secret, now=later) is not None
+    assert db.scalar(select(User).where(User.login == "s1")).failed_signins == 0
+
+
+def test_a_wrong_secret_count_resets_after_a_right_one(db):
+    secret = add_user(db, "s2")
+    for _ in range(accounts.MAX_FAILED_SIGNINS - 1):
+        assert accounts.sign_in(db, login="s2", secret="wrong") is None
+    assert accounts.sign_in(db, login="s2", secret=secret) is not None
+    assert accounts.sign_in(db, login="s2", secret="wrong") is None  # one wrong again: no lock
+    assert accounts.sign_in(db, login="s2", secret=secret) is not None
+    assert accounts.sign_in(db, login="nobody", secret="x") is None  # unknown ids hold no state
+
+
 # ---- signing in and out -----------------------------------------------------------------------------
 
 

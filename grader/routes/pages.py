@@ -1,5 +1,7 @@
 """The web pages for everyone: sign-in, sign-out, and the student's assignments and submissions."""
 
+import math
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -81,8 +83,20 @@ def signin(
             status=403,
             error="The sign-in form expired (or cookies are blocked). Please try again.",
         )
-    user = accounts.authenticate(session, login=login, secret=secret)
+    try:
+        user = accounts.sign_in(session, login=login, secret=secret)
+    except accounts.LockedOut as exc:
+        minutes = max(1, math.ceil((exc.until - datetime.now(UTC)).total_seconds() / 60))
+        return _signin_page(
+            request,
+            next_path=next,
+            login=login,
+            status=429,
+            error=f"Too many wrong secrets for this id: sign-in is locked for {minutes} more minute(s). "
+            "Ask your instructor for a new secret if you lost yours.",
+        )
     if user is None:
+        session.commit()  # the count of wrong secrets
         return _signin_page(
             request, next_path=next, login=login, status=401, error="Unknown student id or wrong secret."
         )
