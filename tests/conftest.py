@@ -1,3 +1,5 @@
+from hypothesis import settings
+
 # Fixtures live in one module per real service they need.
 pytest_plugins = [
     "tests.fixtures.docker",
@@ -5,3 +7,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.live",
 ]
+
+# Property tests measure correctness, not speed: no per-example deadline on a loaded CI machine.
+settings.register_profile("grader", deadline=None)
+settings.load_profile("grader")
