@@ -412,3 +412,10 @@ def test_an_unreachable_database_is_503_not_a_traceback(tmp_path, course):
         assert r.json() == {
             "detail": "the database is unavailable; nothing was changed, try again in a moment"
         }
+
+
+def test_the_openapi_page_documents_the_upload_and_its_refusals():
+    post = app.openapi()["paths"]["/api/submissions"]["post"]
+    form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["assignment", "file"] and "student" in form["properties"]
+    assert {"202", "401", "403", "404", "413", "415", "422", "429", "503"} <= set(post["responses"])

@@ -46,8 +46,25 @@ UPLOAD_FORM = {
 }
 
 
+# Every refusal stores nothing; `detail` says what to fix.
+REFUSALS = {
+    401: {"description": "no token, or an unknown or revoked one"},
+    403: {"description": "after the (student's) cutoff, or a student submitting for someone else"},
+    404: {"description": "unknown assignment or student"},
+    413: {"description": "the upload is over GRADER_MAX_UPLOAD_BYTES"},
+    415: {"description": "a format the assignment does not accept"},
+    422: {"description": "not a valid notebook or zip, or a required file is missing"},
+    429: {"description": "over the assignment's submission limit or hourly rate (with Retry-After)"},
+    503: {"description": "the database is unavailable (with Retry-After)"},
+}
+
+
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, response_model=SubmissionOut, openapi_extra=UPLOAD_FORM
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SubmissionOut,
+    openapi_extra=UPLOAD_FORM,
+    responses=REFUSALS,
 )
 async def submit(
     request: Request,
