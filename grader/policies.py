@@ -91,23 +91,42 @@ def penalty_percent(deadline: Deadline, submitted_at: datetime) -> Decimal:
     return min(units * dec(policy.penalty_percent), dec(policy.max_penalty_percent))
 
 
-def submission_limit_error(
-    policy: SubmissionPolicy, previous_times: Sequence[datetime], now: datetime, *, tz: str = "UTC"
-) -> str | None:
-    """Why one more upload is refused now (saying when the next is allowed), or None if it is allowed."""
+@dataclass(frozen=True)
+class LimitHit:
+    """One more upload is refused: which limit, and when the next one is allowed (None: never)."""
+
+    reason: str  # "max_submissions" or "rate_limited"
+    allowed_at: datetime | None
+
+
+def submission_limit(
+    policy: SubmissionPolicy, previous_times: Sequence[datetime], now: datetime
+) -> LimitHit | None:
+    """Whether the submission limits refuse one more upload now, or None if it is allowed."""
     # `previous_times`: the student's earlier submissions to this assignment that are charged; leave
-    # out those lost to infrastructure errors. `tz`: the zone the message shows times in.
+    # out those lost to infrastructure errors.
     if policy.max is not None and len(previous_times) >= policy.max:
-        return f"You have used all {policy.max} submissions for this assignment."
+        return LimitHit("max_submissions", None)
     if policy.per_hour is not None:
         now = utc(now)
         # A sliding hour: a submission made exactly an hour ago no longer counts.
         recent = sorted(t for t in map(utc, previous_times) if now - HOUR < t <= now)
         if len(recent) >= policy.per_hour:
-            allowed = recent[-policy.per_hour] + HOUR
-            local = allowed.astimezone(ZoneInfo(tz))
-            return (
-                f"At most {policy.per_hour} submissions per hour: "
-                f"the next one is allowed at {local:%Y-%m-%d %H:%M:%S %Z}."
-            )
+            return LimitHit("rate_limited", recent[-policy.per_hour] + HOUR)
     return None
+
+
+def submission_limit_error(
+    policy: SubmissionPolicy, previous_times: Sequence[datetime], now: datetime, *, tz: str = "UTC"
+) -> str | None:
+    """Why one more upload is refused now (saying when the next is allowed), or None if it is allowed."""
+    hit = submission_limit(policy, previous_times, now)
+    if hit is None:
+        return None
+    if hit.allowed_at is None:
+        return f"You have used all {policy.max} submissions for this assignment."
+    local = hit.allowed_at.astimezone(ZoneInfo(tz))
+    return (
+        f"At most {policy.per_hour} submissions per hour: "
+        f"the next one is allowed at {local:%Y-%m-%d %H:%M:%S %Z}."
+    )

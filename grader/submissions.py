@@ -4,10 +4,10 @@ import hashlib
 import math
 import os
 import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from grader import policies
@@ -71,16 +71,6 @@ def store_upload(settings: Settings, data: bytes) -> str:
     return digest
 
 
-def _counted(session: Session, user_id: int, slug: str, since: datetime | None = None):
-    # Submissions that failed on our side are never charged to the student.
-    query = select(Submission.submitted_at).where(
-        Submission.user_id == user_id,
-        Submission.assignment == slug,
-        or_(Submission.error_kind.is_(None), Submission.error_kind != "infrastructure"),
-    )
-    return query.where(Submission.submitted_at > since) if since else query
-
-
 def check_limits(*, session: Session, assignment: Assignment, user_id: int, now: datetime) -> None:
     """Refuse past the cutoff, past submissions.max, or past submissions.per_hour."""
     cutoff = deadline(session=session, assignment=assignment, user_id=user_id).cutoff
@@ -89,27 +79,27 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
             "closed", f"{assignment.slug} closed at {cutoff.isoformat()}; uploads are no longer accepted"
         )
     policy = assignment.submissions
-    if policy.max is not None:
-        used = session.scalar(
-            select(func.count()).select_from(_counted(session, user_id, assignment.slug).subquery())
+    if policy.max is None and policy.per_hour is None:
+        return
+    # Submissions that failed on our side are never charged to the student.
+    charged = session.scalars(
+        select(Submission.submitted_at).where(
+            Submission.user_id == user_id,
+            Submission.assignment == assignment.slug,
+            or_(Submission.error_kind.is_(None), Submission.error_kind != "infrastructure"),
         )
-        if used >= policy.max:
-            raise Refused(
-                "max_submissions", f"you have used all {policy.max} submissions for {assignment.slug}"
-            )
-    if policy.per_hour is not None:
-        hour_ago = now - timedelta(hours=1)
-        recent = sorted(session.scalars(_counted(session, user_id, assignment.slug, since=hour_ago)))
-        if len(recent) >= policy.per_hour:
-            # The oldest upload in the window leaves it first; then one more is allowed.
-            wait = recent[len(recent) - policy.per_hour] + timedelta(hours=1) - now
-            seconds = max(1, math.ceil(wait.total_seconds()))
-            raise Refused(
-                "rate_limited",
-                f"at most {policy.per_hour} submissions per hour for {assignment.slug}; "
-                f"try again in {seconds} s",
-                retry_after=seconds,
-            )
+    ).all()
+    hit = policies.submission_limit(policy, charged, now)
+    if hit is None:
+        return
+    if hit.allowed_at is None:
+        raise Refused("max_submissions", f"you have used all {policy.max} submissions for {assignment.slug}")
+    seconds = max(1, math.ceil((hit.allowed_at - now).total_seconds()))
+    raise Refused(
+        "rate_limited",
+        f"at most {policy.per_hour} submissions per hour for {assignment.slug}; try again in {seconds} s",
+        retry_after=seconds,
+    )
 
 
 def create_submission(
