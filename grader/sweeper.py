@@ -64,8 +64,14 @@ def sweep(*, settings: Settings) -> dict[str, int]:
                 select(Submission.id).where(Submission.status == "running", Submission.lease_until < now)
             )
         )
-        # Their worker is gone (or hung): its containers go before someone else starts grading.
-        _remove_containers(settings, expired)
+        finished = session.scalars(
+            select(Submission.id).where(
+                Submission.status.in_(("graded", "error")), Submission.finished_at > now - FINISHED_WINDOW
+            )
+        ).all()
+        # Expired: their worker is gone (or hung), so their containers go before someone else grades
+        # them. Finished: nobody needs theirs. One listing of the engine's containers for both.
+        _remove_containers(settings, [*expired, *finished])
         requeued = 0
         for submission_id in expired:
             requeued += session.execute(
@@ -93,14 +99,6 @@ def sweep(*, settings: Settings) -> dict[str, int]:
         ).all()
         sent = dispatch.enqueue(session=session, settings=settings, submissions=[tuple(row) for row in stale])
 
-        finished = list(
-            session.scalars(
-                select(Submission.id).where(
-                    Submission.status.in_(("graded", "error")), Submission.finished_at > now - FINISHED_WINDOW
-                )
-            )
-        )
-    _remove_containers(settings, finished)
     if requeued or stale:
         log.info(
             "sweep: %d lease(s) expired, %d of %d stuck submission(s) sent again", requeued, sent, len(stale)
