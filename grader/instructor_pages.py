@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from grader import display, gradebook, policies
+from grader import display, gradebook, policies, submissions
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import utcnow
@@ -107,12 +107,6 @@ def _extensions(session: Session, slug: str | None = None) -> dict[tuple[int, st
     return {(e.user_id, e.assignment): e for e in session.scalars(query)}
 
 
-def _extension_row(ext: Extension | None, login: str) -> policies.ExtensionRow | None:
-    if ext is None:
-        return None
-    return policies.ExtensionRow(student_id=login, assignment=ext.assignment, due=ext.due, cutoff=ext.cutoff)
-
-
 def dashboard(session: Session, *, settings: Settings, slug: str) -> Dashboard | None:
     """One assignment: the counted score of each student, per-test pass rates, the queue, problems."""
     assignment = course_assignments(session, settings).get(slug)
@@ -134,7 +128,7 @@ def dashboard(session: Session, *, settings: Settings, slug: str) -> Dashboard |
     percents, counted_results = [], []
     for user_id, subs in by_student.items():
         deadline = policies.deadline_for(
-            assignment, _extension_row(extensions.get((user_id, slug)), logins[user_id])
+            assignment, submissions.extension_row(extensions.get((user_id, slug)), logins[user_id])
         )
         counted = gradebook.counted_submission(
             [submission_row(s, logins[user_id]) for s in subs], deadline, assignment.submissions.counts
@@ -211,7 +205,7 @@ def student_detail(
     for slug, assignment in sorted(course_assignments(session, settings).items(), key=lambda kv: kv[1].due):
         tz = assignment.course.timezone
         ext = extensions.get(slug)
-        deadline = policies.deadline_for(assignment, _extension_row(ext, login))
+        deadline = policies.deadline_for(assignment, submissions.extension_row(ext, login))
         mine = [s for s in subs if s.assignment == slug]
         counted = gradebook.counted_submission(
             [submission_row(s, login) for s in mine], deadline, assignment.submissions.counts

@@ -14,7 +14,7 @@ from grader import catalog, display, feedback, gradebook, policies, submissions
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import utcnow
-from grader.models import Extension, Submission, User
+from grader.models import Submission, User
 from grader.results import GradeError, GradeResult, TestResult
 from grader.schemas import HiddenTotal
 
@@ -28,15 +28,6 @@ def course_assignments(session: Session, settings: Settings) -> dict[str, Assign
 
 def released(assignment: Assignment, now: datetime) -> bool:
     return policies.utc(assignment.config.released) <= now
-
-
-def extension_row(session: Session, user: User, slug: str) -> policies.ExtensionRow | None:
-    ext = session.scalar(select(Extension).where(Extension.user_id == user.id, Extension.assignment == slug))
-    if ext is None:
-        return None
-    return policies.ExtensionRow(
-        student_id=user.login, assignment=slug, due=ext.due, cutoff=ext.cutoff, reason=ext.reason
-    )
 
 
 def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
@@ -91,7 +82,8 @@ class AssignmentPage:
 
 def _row(session: Session, user: User, assignment: Assignment, subs: list[Submission], now: datetime):
     tz = assignment.course.timezone
-    extension = extension_row(session, user, assignment.slug)
+    found = submissions.find_extension(session, user_id=user.id, slug=assignment.slug)
+    extension = submissions.extension_row(found, user.login)
     deadline = policies.deadline_for(assignment, extension)
     policy = assignment.submissions
     counted = gradebook.counted_submission(
@@ -236,7 +228,7 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
     assignment = course_assignments(session, settings).get(sub.assignment)
     if assignment is None:
         return None
-    deadline = policies.deadline_for(assignment, extension_row(session, user, sub.assignment))
+    deadline = submissions.deadline(session=session, assignment=assignment, user_id=user.id)
     result = None
     if sub.status in DONE and sub.result:
         result = student_result(GradeResult.model_validate(sub.result), assignment.config.feedback.hidden)

@@ -29,23 +29,23 @@ class Refused(Exception):
         super().__init__(message)
 
 
+def find_extension(session: Session, *, user_id: int, slug: str) -> Extension | None:
+    return session.scalar(select(Extension).where(Extension.user_id == user_id, Extension.assignment == slug))
+
+
+def extension_row(ext: Extension | None, student_id: str) -> policies.ExtensionRow | None:
+    """A stored extension as the late policy sees it."""
+    if ext is None:
+        return None
+    return policies.ExtensionRow(
+        student_id=student_id, assignment=ext.assignment, due=ext.due, cutoff=ext.cutoff, reason=ext.reason
+    )
+
+
 def deadline(*, session: Session, assignment: Assignment, user_id: int) -> policies.Deadline:
     """The student's due date and cutoff: the assignment's, moved by their extension if any."""
-    ext = session.scalar(
-        select(Extension).where(Extension.user_id == user_id, Extension.assignment == assignment.slug)
-    )
-    row = (
-        None
-        if ext is None
-        else policies.ExtensionRow(
-            student_id=str(user_id),
-            assignment=ext.assignment,
-            due=ext.due,
-            cutoff=ext.cutoff,
-            reason=ext.reason,
-        )
-    )
-    return policies.deadline_for(assignment, row)
+    ext = find_extension(session, user_id=user_id, slug=assignment.slug)
+    return policies.deadline_for(assignment, extension_row(ext, str(user_id)))
 
 
 def upload_path(settings: Settings, sha256: str) -> Path:
