@@ -443,6 +443,11 @@ def _grades_from_db(session: Session, assignments: Sequence[Assignment], course:
     )
 
 
+def in_order(assignments: Iterable[Assignment]) -> list[Assignment]:
+    """The gradebook's assignment columns: by due date, then slug (so equal due dates keep one order)."""
+    return sorted(assignments, key=lambda a: (a.due, a.slug))
+
+
 def export_csv(
     *,
     session: Session,

@@ -1,6 +1,7 @@
 """What the instructor pages show and change: plain functions over the database, no HTTP."""
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -273,9 +274,9 @@ def assignment_submission_ids(session: Session, slug: str) -> list[str]:
     return list(session.scalars(select(Submission.id).where(Submission.assignment == slug)))
 
 
-def gradebook_csv_lines(session: Session, *, settings: Settings) -> list[str]:
-    """The gradebook CSV, exactly what GET /api/gradebook.csv serves."""
-    assignments = sorted(course_assignments(session, settings).values(), key=lambda a: a.due)
+def gradebook_csv_lines(session: Session, *, settings: Settings) -> Iterator[str]:
+    """The gradebook CSV, exactly what GET /api/gradebook.csv serves, as lines to stream."""
+    assignments = gradebook.in_order(course_assignments(session, settings).values())
     if not assignments:
-        return []
-    return list(gradebook.export_csv(session=session, assignments=assignments, course=assignments[0].course))
+        return iter(())
+    return gradebook.export_csv(session=session, assignments=assignments, course=assignments[0].course)

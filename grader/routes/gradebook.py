@@ -35,7 +35,7 @@ def gradebook_csv(
     extra: Annotated[list[Literal["raw", "late", "penalty", "submission"]], Query()] = [],  # noqa: B006
 ) -> StreamingResponse:
     """One row per student on the roster: percent after penalty per assignment, then the total."""
-    ordered = sorted(assignments.values(), key=lambda a: (a.due, a.slug))
+    ordered = gradebook.in_order(assignments.values())
     lines = gradebook.export_csv(
         session=session, assignments=ordered, course=_course(assignments, settings), extra=extra
     )
@@ -47,7 +47,7 @@ def moodle_csv(
     session: SessionDep, settings: SettingsDep, _: InstructorDep, assignments: AssignmentsDep
 ) -> StreamingResponse:
     """The gradebook in Moodle's grade-import CSV format (map users by "ID number")."""
-    ordered = sorted(assignments.values(), key=lambda a: (a.due, a.slug))
+    ordered = gradebook.in_order(assignments.values())
     course = _course(assignments, settings)
     return _csv(
         gradebook.export_moodle_csv(session=session, assignments=ordered, course=course), "moodle-grades.csv"

@@ -154,7 +154,7 @@ def gradebook(request: Request, session: SessionDep, web: InstructorPageDep) -> 
 def gradebook_csv(session: SessionDep, web: InstructorPageDep) -> Response:
     lines = instructor_pages.gradebook_csv_lines(session, settings=get_settings())
     return StreamingResponse(
-        iter(lines),
+        lines,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="gradebook.csv"'},
     )
