@@ -465,21 +465,21 @@ def _result(
     evidence = student_out.evidence | {code for code, pattern in EVIDENCE.items() if pattern.search(messages)}
     error = _limit_error(box, oom=oom, pids_hit=pids_hit, evidence=evidence)
     if error is None and timed_out:
-        error = GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
+        error = _timed_out(box)
     if error is None and done and done.get("error"):
         error = GradeError.model_validate({"kind": "student", "code": "harness", **done["error"]})
         if error.code == "timeout":  # the harness's deadline is a little shorter: say the student's limit
-            error = error.model_copy(update={"message": f"timed out after {box.timeout_s} s"})
+            error = error.model_copy(update={"message": _timed_out(box).message})
         if error.kind == "infrastructure":  # e.g. the assignment's tests do not collect
             raise SandboxUnavailable(error.code, f"the test harness failed: {error.message}")
     if error is None and (failed := next((b for k, b in events if k == "import" and not b.get("ok")), None)):
         message = str(failed.get("message", ""))
         code = "syntax" if message.startswith("syntax error") else "import"
-        if message.startswith("timed out"):  # the import itself ran out of time
-            code, message = "timeout", f"timed out after {box.timeout_s} s"
         error = GradeError(kind="student", code=code, message=message)
+        if message.startswith("timed out"):  # the import itself ran out of time
+            error = _timed_out(box)
     if error is None and any(test.outcome == "timeout" for test in tests or []):
-        error = GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
+        error = _timed_out(box)
     if error is None and (done is None or tests is None):
         tail = bytes(tests_out.data[-2000:] + tests_out.stderr_tail).decode("utf-8", "replace")
         raise SandboxUnavailable(
@@ -503,6 +503,11 @@ def _result(
         flags=_flags(done, oom=oom),
         duration_s=duration_s,
     )
+
+
+def _timed_out(box) -> GradeError:
+    """The wall-clock limit, in the assignment's own figure (the harness stops a little earlier)."""
+    return GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
 
 
 def _flags(done: dict | None, *, oom: bool) -> list[str]:
