@@ -10,7 +10,7 @@ from rich.table import Table
 from grader.assignments import InvalidAssignment, Problem, load_assignment, submission_source, validate_folder
 from grader.cli_accounts import instructor_app, roster_app
 from grader.config import get_settings
-from grader.results import GradeError, GradeResult
+from grader.results import GradeResult, ungraded
 
 app = typer.Typer(help="Autograder for deep-learning homeworks.", no_args_is_help=True)
 assignments_app = typer.Typer(help="Check and load assignment folders.", no_args_is_help=True)
@@ -39,19 +39,13 @@ def grade_path(assignment_dir: Path, submission: Path) -> GradeResult:
             submission, assignment, max_bytes=settings.max_unpacked_bytes, max_files=settings.max_upload_files
         )
     except BadUpload as exc:
-        return GradeResult(
-            status="error", error=GradeError(kind="student", code=exc.code, message=exc.message)
-        )
+        return ungraded("student", exc.code, exc.message)
     except OSError as exc:
-        return GradeResult(
-            status="error", error=GradeError(kind="student", code="bad_upload", message=str(exc))
-        )
+        return ungraded("student", "bad_upload", str(exc))
     try:
         return sandbox.grade(assignment, unpacked, settings=settings)
     except sandbox.SandboxUnavailable as exc:
-        return GradeResult(
-            status="error", error=GradeError(kind="infrastructure", code=exc.code, message=str(exc))
-        )
+        return ungraded("infrastructure", exc.code, str(exc))
 
 
 def result_table(result: GradeResult) -> Table:

@@ -16,7 +16,7 @@ from grader.assignments import InvalidAssignment, load_assignment
 from grader.config import Settings
 from grader.db import session_factory, utcnow
 from grader.models import Submission
-from grader.results import GradeError, GradeResult
+from grader.results import GradeResult, ungraded
 from grader.submissions import upload_path
 from grader.uploads import BadUpload, unpack
 
@@ -84,10 +84,6 @@ def finish(*, session: Session, submission_id: str, worker: str, result: GradeRe
     return bool(saved)
 
 
-def infrastructure_error(code: str, message: str) -> GradeResult:
-    return GradeResult(status="error", error=GradeError(kind="infrastructure", code=code, message=message))
-
-
 def after_failure(
     *, settings: Settings, submission_id: str, worker: str, exc: sandbox.SandboxUnavailable
 ) -> float | None:
@@ -103,7 +99,7 @@ def after_failure(
                 session=session,
                 submission_id=submission_id,
                 worker=worker,
-                result=infrastructure_error(exc.code, message),
+                result=ungraded("infrastructure", exc.code, message),
             )
             return None
         delay = settings.retry_backoff_s * 2 ** (submission.attempts - 1)
@@ -159,8 +155,10 @@ def grade_submission(
             return "skipped"
         if submission.attempts > settings.max_attempts:
             # Each attempt died with its worker (a submission that crashes workers, or a crash loop).
-            result = infrastructure_error(
-                "attempts", f"gave up after {settings.max_attempts} attempts; the worker stopped each time"
+            result = ungraded(
+                "infrastructure",
+                "attempts",
+                f"gave up after {settings.max_attempts} attempts; the worker stopped each time",
             )
         else:
             result = _grade(settings, submission, worker, gpu_ids)
@@ -172,11 +170,11 @@ def _grade(settings: Settings, submission: Submission, worker: str, gpu_ids: lis
     try:
         assignment = load_assignment(settings.assignments_dir / submission.assignment)
     except InvalidAssignment as exc:
-        return infrastructure_error("assignment", str(exc))
+        return ungraded("infrastructure", "assignment", str(exc))
     try:
         data = upload_path(settings, submission.sha256).read_bytes()
     except OSError as exc:
-        return infrastructure_error("upload_missing", f"the stored upload cannot be read: {exc}")
+        return ungraded("infrastructure", "upload_missing", f"the stored upload cannot be read: {exc}")
     try:
         unpacked = unpack(
             data,
@@ -186,9 +184,7 @@ def _grade(settings: Settings, submission: Submission, worker: str, gpu_ids: lis
             max_files=settings.max_upload_files,
         )
     except BadUpload as exc:
-        return GradeResult(
-            status="error", error=GradeError(kind="student", code=exc.code, message=exc.message)
-        )
+        return ungraded("student", exc.code, exc.message)
     labels = {"grader.submission": submission.id, "grader.worker": worker}
     with _Lease(settings, submission.id, worker):
         return sandbox.grade(assignment, unpacked, settings=settings, labels=labels, gpu_ids=gpu_ids)

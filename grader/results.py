@@ -47,3 +47,8 @@ class GradeResult(BaseModel):
     @property
     def full_marks(self) -> bool:
         return self.status == "graded" and self.max_score is not None and self.score >= self.max_score
+
+
+def ungraded(kind: ErrorKind, code: str, message: str) -> GradeResult:
+    """A result with no score: the upload could not be graded (student) or the sandbox failed (ours)."""
+    return GradeResult(status="error", error=GradeError(kind=kind, code=code, message=message))
