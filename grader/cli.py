@@ -198,11 +198,22 @@ def smoke(
             if folder.name not in problems:
                 uploads += run.upload(folder)
     except (SmokeError, httpx.HTTPError) as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"smoke failed while uploading: {exc}", style="red", markup=False, highlight=False)
         raise typer.Exit(1) from exc
-    with Progress(console=console) as progress:
-        bar = progress.add_task(f"grading {len(uploads)} uploads", total=len(uploads))
-        run.wait(uploads, timeout_s=timeout_s, on_progress=lambda upload: progress.advance(bar))
+    try:
+        with Progress(console=console) as progress:
+            bar = progress.add_task(f"grading {len(uploads)} uploads", total=len(uploads))
+            run.wait(uploads, timeout_s=timeout_s, on_progress=lambda upload: progress.advance(bar))
+    except httpx.HTTPError as exc:
+        # The uploads are safe in the service; say which, so they can be looked up later.
+        ids = ", ".join(f"{u.slug} {u.label} {u.id}" for u in uploads)
+        console.print(
+            f"smoke failed while waiting for grades: {exc}; submitted: {ids}",
+            style="red",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1) from exc
     for upload in uploads:
         score = f"{upload.body.get('score') or 0:g}/{upload.body.get('max_score') or 0:g}"
         verdict = upload.verdict()
@@ -212,8 +223,12 @@ def smoke(
         )
         if verdict:
             problems.setdefault(upload.slug, []).append(verdict)
-    for folder in folders:
-        run.record(folder.name, problems.get(folder.name, []))
+    try:
+        for folder in folders:
+            run.record(folder.name, problems.get(folder.name, []))
+    except httpx.HTTPError as exc:
+        console.print(f"could not record the smoke results in the service: {exc}", style="red", markup=False)
+        problems.setdefault("(recording)", []).append(str(exc))
     for slug, found in problems.items():
         console.print(f"[red]{slug}: {len(found)} problem(s)[/]")
         for problem in found:

@@ -1,6 +1,7 @@
 """`grader grade` and `grader assignments check` as an instructor runs them, on a fresh assignment."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -204,3 +205,12 @@ def test_check_reports_every_problem_of_a_broken_folder_at_once(assignment):
         "assignment.toml: sandbox.gpu",
     ):
         assert expected in done.stderr
+
+
+def test_smoke_against_a_service_that_is_not_there_is_a_clear_error(assignment):
+    env = {**os.environ, "GRADER_URL": "http://127.0.0.1:1", "GRADER_TOKEN": "grd_x"}
+    done = subprocess.run(
+        [*GRADER, "smoke", str(assignment)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 1
+    assert "smoke failed while uploading" in done.stderr and "Traceback" not in done.stderr
