@@ -64,6 +64,11 @@ def deadline_for(assignment: Assignment, extension: ExtensionRow | None = None) 
     return Deadline(due=due, cutoff=cutoff, policy=assignment.late)
 
 
+def released(assignment: Assignment, now: datetime) -> bool:
+    """Whether students may see the assignment and upload to it: its `released` time has come."""
+    return utc(assignment.config.released) <= utc(now)
+
+
 def cutoff_for(assignment: Assignment, extension: ExtensionRow | None = None) -> datetime | None:
     """The instant (UTC) after which this student's uploads are refused; None if never."""
     return deadline_for(assignment, extension).cutoff

@@ -26,10 +26,6 @@ def course_assignments(session: Session, settings: Settings) -> dict[str, Assign
     return catalog.current(session=session, settings=settings)
 
 
-def released(assignment: Assignment, now: datetime) -> bool:
-    return policies.utc(assignment.config.released) <= now
-
-
 def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
     return gradebook.SubmissionRow(
         id=sub.id,
@@ -121,7 +117,7 @@ def assignment_rows(session: Session, *, user: User, settings: Settings) -> list
     rows = [
         _row(session, user, a, _submissions(session, user, a.slug), now)
         for a in course_assignments(session, settings).values()
-        if released(a, now)
+        if policies.released(a, now)
     ]
     return sorted(rows, key=lambda row: row.deadline.due)
 
@@ -138,7 +134,7 @@ def refusal_reason(session: Session, assignment: Assignment, user: User, now: da
 def assignment_page(session: Session, *, user: User, slug: str, settings: Settings) -> AssignmentPage | None:
     assignment = course_assignments(session, settings).get(slug)
     now = utcnow()
-    if assignment is None or not released(assignment, now):
+    if assignment is None or not policies.released(assignment, now):
         return None
     subs = _submissions(session, user, slug)
     row = _row(session, user, assignment, subs, now)

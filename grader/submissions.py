@@ -22,7 +22,7 @@ class Refused(Exception):
     """The upload is not accepted and nothing was stored; `reason` says which rule refused it."""
 
     def __init__(self, reason: str, message: str, *, retry_after: int | None = None):
-        # reason: bad_format, bad_upload, closed, max_submissions, rate_limited
+        # reason: bad_format, bad_upload, not_released, closed, max_submissions, rate_limited
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
@@ -72,7 +72,11 @@ def store_upload(settings: Settings, data: bytes) -> str:
 
 
 def check_limits(*, session: Session, assignment: Assignment, user_id: int, now: datetime) -> None:
-    """Refuse past the cutoff, past submissions.max, or past submissions.per_hour."""
+    """A student's uploads, on every path: refuse before the release, past the cutoff, past
+    submissions.max, or past submissions.per_hour."""
+    if not policies.released(assignment, now):
+        # Worded like an unknown slug: students are not told what is coming.
+        raise Refused("not_released", f"no assignment {assignment.slug!r}")
     cutoff = deadline(session=session, assignment=assignment, user_id=user_id).cutoff
     if cutoff is not None and now > cutoff:
         raise Refused(

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
-from grader import dispatch, views
+from grader import dispatch, policies, views
 from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
 from grader.models import SmokeRun, Submission, User
 from grader.schemas import AssignmentOut, RegradeOut, SmokeIn, SmokeOut
@@ -20,7 +20,7 @@ def list_assignments(user: CurrentUser, assignments: AssignmentsDep) -> list[Ass
     return [
         views.assignment_out(a)
         for a in assignments.values()
-        if user.is_instructor or a.config.released <= now
+        if user.is_instructor or policies.released(a, now)
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from grader import accounts, dispatch, student_pages, submissions
+from grader import accounts, dispatch, policies, student_pages, submissions
 from grader.config import get_settings
 from grader.db import utcnow
 from grader.deps import SessionDep
@@ -26,6 +26,9 @@ from grader.routes.pages_common import (
 )
 
 router = APIRouter(include_in_schema=False)
+
+# A refused upload's status on the form; anything else is 400.
+REFUSED_STATUS = {"not_released": 404, "rate_limited": 429}
 
 
 def _safe_next(path: str, default: str) -> str:
@@ -165,7 +168,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
         return _assignment_page(request, session, web, slug, error=message, status=status)
 
     assignment = student_pages.course_assignments(session, settings).get(slug)
-    if assignment is None or not student_pages.released(assignment, utcnow()):
+    if assignment is None or not policies.released(assignment, utcnow()):
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     try:
         form = await forms.receive_form(request, max_file_bytes=settings.max_upload_bytes)
@@ -193,7 +196,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
             data=data,
         )
     except submissions.Refused as exc:
-        return refuse(exc.message, 429 if exc.reason == "rate_limited" else 400)
+        return refuse(exc.message, REFUSED_STATUS.get(exc.reason, 400))
     dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
     url = f"/submissions/{submission.id}"
     return JSONResponse({"url": url}, status_code=201) if wants_json else redirect(url)

@@ -18,6 +18,7 @@ router = APIRouter(prefix="/api/submissions", tags=["submissions"])
 
 REFUSED_STATUS = {
     "bad_format": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    "not_released": status.HTTP_404_NOT_FOUND,
     "closed": status.HTTP_403_FORBIDDEN,
     "max_submissions": status.HTTP_429_TOO_MANY_REQUESTS,
     "rate_limited": status.HTTP_429_TOO_MANY_REQUESTS,
@@ -50,7 +51,7 @@ UPLOAD_FORM = {
 REFUSALS = {
     401: {"description": "no token, or an unknown or revoked one"},
     403: {"description": "after the (student's) cutoff, or a student submitting for someone else"},
-    404: {"description": "unknown assignment or student"},
+    404: {"description": "unknown assignment or student; for students, an assignment not released yet"},
     413: {"description": "the upload is over GRADER_MAX_UPLOAD_BYTES"},
     415: {"description": "a format the assignment does not accept"},
     422: {"description": "not a valid notebook or zip, or a required file is missing"},

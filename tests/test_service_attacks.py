@@ -1,0 +1,136 @@
+"""Issue 12: attacks on the service that worked. Nothing a student sends may become our error, beat a
+limit, or earn points. Each test replays one attack against a database built by the migrations.
+
+The parallel tests send requests from threads through the real app, with a session per request, on
+both SQLite (the embedded default) and PostgreSQL.
+"""
+
+import io
+import json
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from grader import accounts, auth
+from grader.config import get_settings
+from grader.db import session_factory
+from grader.main import app
+from grader.models import Submission, User
+
+
+def zip_of(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+PASSES = zip_of({"submission.py": "def add(a, b):\n    return a + b\n"})
+NOTEBOOK = json.dumps(
+    {
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "c1",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": "def add(a, b):\n    return a + b\n",
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+).encode()
+
+
+def edit(course, slug: str, **tables: str) -> None:
+    """Append TOML tables to an assignment's config, e.g. submissions='per_hour = 5'."""
+    path = course / slug / "assignment.toml"
+    path.write_text(path.read_text() + "".join(f"\n[{table}]\n{body}\n" for table, body in tables.items()))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def service(request, tmp_path, course, monkeypatch):
+    """The app's settings on a migrated SQLite file or PostgreSQL database, with real sessions."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "committed_pg")
+    monkeypatch.setenv("GRADER_DATABASE_URL", url)
+    monkeypatch.setenv("GRADER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRADER_ASSIGNMENTS_DIR", str(course))
+    monkeypatch.delenv("GRADER_BROKER_URL", raising=False)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def new_user(settings, login: str, role: str = "student", *, secret: str | None = None) -> dict[str, str]:
+    """A committed user with a bearer token; returns the Authorization header."""
+    with session_factory(settings)() as session:
+        user = auth.get_or_create_user(session=session, login=login, role=role)
+        if secret is not None:
+            user.secret_hash = accounts.hash_secret(secret)
+        token = auth.create_token(session=session, user=user)
+        session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def post_upload(who, *, assignment="add-one", data=PASSES, filename="hw.zip"):
+    # A client per call: no client state is shared between the threads of the parallel tests.
+    return TestClient(app).post(
+        "/api/submissions", headers=who, data={"assignment": assignment}, files={"file": (filename, data)}
+    )
+
+
+def count_submissions(settings) -> int:
+    with session_factory(settings)() as session:
+        return session.scalar(select(func.count()).select_from(Submission))
+
+
+def in_parallel(calls: int, fn):
+    """Run fn(i) for i in range(calls) in as many threads, released together."""
+    start = threading.Barrier(calls)
+
+    def run(i):
+        start.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(calls) as pool:
+        return list(pool.map(run, range(calls)))
+
+
+# ---- 2. unreleased assignments ----------------------------------------------------------------------
+
+
+def test_an_unreleased_assignment_refuses_student_uploads_on_every_path(service, course):
+    path = course / "add-one" / "assignment.toml"
+    path.write_text(
+        path.read_text().replace("released = 2020-01-01T00:00:00Z", "released = 2098-01-01T00:00:00Z")
+    )
+    student = new_user(service, "s1")
+    api = post_upload(student)
+    assert api.status_code == 404, api.text
+    assert "add-one" in api.json()["detail"]
+    # The web form: the same rule, even for a request made without loading the page.
+    with session_factory(service)() as session:
+        user = session.scalar(select(User).where(User.login == "s1"))
+        cookie = accounts.open_session(session, user)
+        session.commit()
+    with session_factory(service)() as session:
+        csrf_token = session.scalar(select(accounts.WebSession.csrf_token))
+    page = TestClient(app, cookies={"grader_session": cookie}).post(
+        "/assignments/add-one/submit",
+        data={"csrf_token": csrf_token},
+        files={"file": ("hw.zip", PASSES)},
+        headers={"Accept": "application/json"},
+    )
+    assert page.status_code == 404
+    assert count_submissions(service) == 0
+    # Instructors test an assignment before it is released (grader smoke).
+    prof = new_user(service, "prof", "instructor")
+    assert post_upload(prof).status_code == 202
