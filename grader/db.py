@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, Select, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -93,6 +93,22 @@ def sessions(settings: Settings) -> Iterator[Session]:
     """A session per request; closed afterwards (the dependency behind SessionDep)."""
     with session_factory(settings)() as session:
         yield session
+
+
+def lock_for_write(session: Session, rows: Select) -> None:
+    """Start a transaction that no other one calling this for the same rows overlaps, until it ends.
+
+    For a check and the write that depends on it (submission limits). PostgreSQL locks `rows`
+    FOR UPDATE. SQLite ignores FOR UPDATE, so there the transaction starts with BEGIN IMMEDIATE,
+    which takes the database's single write lock at once, waiting up to the busy timeout; what the
+    session did before is committed first (a transaction that has read cannot take the write lock
+    later without risking a SQLITE_BUSY that no timeout waits out).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.commit()
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        session.execute(rows.with_for_update())
 
 
 def migrate(url: str, revision: str = "head") -> None:

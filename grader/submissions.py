@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from grader import policies
 from grader.assignments import Assignment
 from grader.config import Settings
-from grader.db import utcnow
+from grader.db import lock_for_write, utcnow
 from grader.models import Extension, Submission, User
 from grader.uploads import BadUpload, detect_format, unpack
 
@@ -117,6 +117,9 @@ def create_submission(
     by_instructor: bool = False,
 ) -> Submission:
     """Check the upload, store it, insert and commit its row (status queued). Refused stores nothing."""
+    # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
+    if not by_instructor:  # first without a lock: a refused student costs no unpacking
+        check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow())
     try:
         kind = detect_format(filename, data[:64])
     except BadUpload as exc:
@@ -124,11 +127,6 @@ def create_submission(
     if kind not in assignment.config.formats:
         accepted = " or ".join(f".{fmt}" for fmt in assignment.config.formats)
         raise Refused("bad_format", f"{assignment.slug} accepts {accepted} uploads, not .{kind}")
-    # Lock the student's row so that two simultaneous uploads cannot both pass the limits.
-    session.execute(select(User.id).where(User.id == student.id).with_for_update())
-    now = utcnow()
-    if not by_instructor:  # instructors' uploads (CI smoke runs) ignore the student's deadlines and limits
-        check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
     try:
         unpack(
             data,
@@ -139,17 +137,27 @@ def create_submission(
         )
     except BadUpload as exc:
         raise Refused(exc.code, exc.message) from exc
-    digest = store_upload(settings, data)  # before the commit: a committed row always has its file
-    submission = Submission(
-        user_id=student.id,
-        assignment=assignment.slug,
-        submitted_at=now,
-        sha256=digest,
-        filename=Path(filename).name[:256],
-        format=kind,
-        queue="gpu" if assignment.sandbox.gpu else "cpu",
-        status="queued",
-    )
-    session.add(submission)
-    session.commit()
+    # The check that counts, and the insert, one upload of this student at a time: otherwise
+    # simultaneous uploads all pass the limits before any of them is inserted.
+    lock_for_write(session, select(User.id).where(User.id == student.id))
+    try:
+        now = utcnow()
+        if not by_instructor:
+            check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
+        digest = store_upload(settings, data)  # before the commit: a committed row always has its file
+        submission = Submission(
+            user_id=student.id,
+            assignment=assignment.slug,
+            submitted_at=now,
+            sha256=digest,
+            filename=Path(filename).name[:256],
+            format=kind,
+            queue="gpu" if assignment.sandbox.gpu else "cpu",
+            status="queued",
+        )
+        session.add(submission)
+        session.commit()
+    except BaseException:
+        session.rollback()  # let the next upload in now, not when the request's session closes
+        raise
     return submission

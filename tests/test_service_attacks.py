@@ -134,3 +134,22 @@ def test_an_unreleased_assignment_refuses_student_uploads_on_every_path(service,
     # Instructors test an assignment before it is released (grader smoke).
     prof = new_user(service, "prof", "instructor")
     assert post_upload(prof).status_code == 202
+
+
+# ---- 3. the hourly limit under parallel uploads -----------------------------------------------------
+
+
+def test_parallel_uploads_cannot_beat_the_hourly_limit(service, course):
+    edit(course, "add-one", submissions="per_hour = 5")
+    student = new_user(service, "s1")
+    codes = in_parallel(20, lambda _: post_upload(student).status_code)
+    assert sorted(codes) == [202] * 5 + [429] * 15, codes
+    assert count_submissions(service) == 5
+
+
+def test_parallel_uploads_cannot_beat_the_submission_maximum(service, course):
+    edit(course, "add-one", submissions="max = 3")
+    student = new_user(service, "s1")
+    codes = in_parallel(12, lambda _: post_upload(student).status_code)
+    assert sorted(codes) == [202] * 3 + [429] * 9, codes
+    assert count_submissions(service) == 3
