@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from grader.models import User, WebSession
@@ -88,26 +88,58 @@ class LockedOut(Exception):
 def sign_in(session: Session, *, login: str, secret: str, now: datetime | None = None) -> User | None:
     """authenticate(), but MAX_FAILED_SIGNINS wrong secrets in a row lock the login for SIGNIN_LOCKOUT.
 
-    The count lives in the users row, so it holds across API processes. The caller commits.
+    The count lives in the users row, so it holds across API processes. Each attempt takes its
+    place in the count (one UPDATE ... RETURNING, committed at once) before its secret is checked:
+    parallel guesses cannot all read a count under the limit, so at most MAX_FAILED_SIGNINS secrets
+    are checked before the lock. Even the right secret waits out a lock: otherwise the lock would
+    only tell a guesser when they are right.
     """
     now = now or datetime.now(UTC)
-    user = session.scalar(select(User).where(User.login == normalize_login(login)))
-    locked = user.signin_locked_until if user is not None else None
-    if locked is not None and locked.tzinfo is None:
-        locked = locked.replace(tzinfo=UTC)
-    if locked is not None and locked > now:
-        # Even the right secret waits: otherwise the lock would only tell a guesser when they are right.
-        raise LockedOut(locked)
-    found = authenticate(session, login=login, secret=secret)
-    if user is None:
+    login = normalize_login(login)
+    unlocked = or_(User.signin_locked_until.is_(None), User.signin_locked_until <= now)
+    attempt = session.execute(
+        update(User)
+        .where(User.login == login, unlocked)
+        .values(failed_signins=User.failed_signins + 1)
+        .returning(User.id, User.failed_signins, User.secret_hash)
+        .execution_options(synchronize_session=False)
+    ).first()
+    session.commit()
+    if attempt is None:  # locked, or no such login
+        locked = session.scalar(select(User.signin_locked_until).where(User.login == login))
+        if locked is not None:
+            raise LockedOut(locked)
+        verify_secret(secret, _DUMMY_HASH)  # as slow as a known login: ids cannot be probed by timing
         return None
-    if found is None:
-        user.failed_signins += 1
-        if user.failed_signins >= MAX_FAILED_SIGNINS:
-            user.failed_signins, user.signin_locked_until = 0, now + SIGNIN_LOCKOUT
-        return None
-    user.failed_signins, user.signin_locked_until = 0, None
-    return found
+    if attempt.failed_signins > MAX_FAILED_SIGNINS:
+        # Attempts still being checked have used up the count: lock now, unless one of them did.
+        raise LockedOut(_lock(session, user_id=attempt.id, now=now))
+    if attempt.secret_hash is not None and verify_secret(secret.strip(), attempt.secret_hash):
+        session.execute(
+            update(User)
+            .where(User.id == attempt.id)
+            .values(failed_signins=0, signin_locked_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        return session.get(User, attempt.id, populate_existing=True)
+    if attempt.secret_hash is None:
+        verify_secret(secret, _DUMMY_HASH)
+    if attempt.failed_signins >= MAX_FAILED_SIGNINS:
+        _lock(session, user_id=attempt.id, now=now)
+    return None
+
+
+def _lock(session: Session, *, user_id: int, now: datetime) -> datetime:
+    """Lock the login for SIGNIN_LOCKOUT unless it is locked already; when the lock ends. Commits."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id, or_(User.signin_locked_until.is_(None), User.signin_locked_until <= now))
+        .values(failed_signins=0, signin_locked_until=now + SIGNIN_LOCKOUT)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return session.scalar(select(User.signin_locked_until).where(User.id == user_id))
 
 
 # ---- roster ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -153,3 +154,68 @@ def test_parallel_uploads_cannot_beat_the_submission_maximum(service, course):
     codes = in_parallel(12, lambda _: post_upload(student).status_code)
     assert sorted(codes) == [202] * 3 + [429] * 9, codes
     assert count_submissions(service) == 3
+
+
+# ---- 4. the sign-in lockout under parallel guesses -------------------------------------------------------
+
+
+@pytest.fixture
+def checked_secrets(monkeypatch):
+    """Counts the secrets actually checked against an account's hash (not the unknown-id dummy)."""
+    seen = {"count": 0}
+    lock = threading.Lock()
+    real = accounts.verify_secret
+
+    def counting(secret, stored):
+        if stored != accounts._DUMMY_HASH:
+            with lock:
+                seen["count"] += 1
+        return real(secret, stored)
+
+    monkeypatch.setattr(accounts, "verify_secret", counting)
+    return seen
+
+
+def guess(settings, login: str, secret: str) -> str:
+    """One sign-in attempt as the page makes it: sign_in, then commit."""
+    with session_factory(settings)() as session:
+        try:
+            user = accounts.sign_in(session, login=login, secret=secret)
+        except accounts.LockedOut:
+            return "locked"
+        session.commit()
+        return "ok" if user else "wrong"
+
+
+@pytest.mark.parametrize("guesses", [12, 60])
+def test_parallel_guesses_check_at_most_ten_secrets_and_lock_the_id(service, checked_secrets, guesses):
+    secret = accounts.new_secret()
+    new_user(service, "s1", secret=secret)
+    outcomes = in_parallel(guesses, lambda i: guess(service, "s1", f"wrong-{i}"))
+    assert checked_secrets["count"] <= accounts.MAX_FAILED_SIGNINS, outcomes
+    assert outcomes.count("wrong") == checked_secrets["count"]
+    assert set(outcomes) <= {"wrong", "locked"}
+    # Ten wrong secrets in a row were checked (or refused), so the id is locked, the right secret too.
+    assert guess(service, "s1", secret) == "locked"
+    with session_factory(service)() as session:
+        user = session.scalar(select(User).where(User.login == "s1"))
+        assert user.signin_locked_until > datetime.now(UTC) + timedelta(minutes=14)
+
+
+def test_the_lockout_still_counts_in_a_row_and_ends(service):
+    secret = accounts.new_secret()
+    new_user(service, "s2", secret=secret)
+    for _ in range(accounts.MAX_FAILED_SIGNINS - 1):
+        assert guess(service, "s2", "wrong") == "wrong"
+    assert guess(service, "s2", secret) == "ok"  # a right one resets the count
+    for _ in range(accounts.MAX_FAILED_SIGNINS):
+        assert guess(service, "s2", "wrong") == "wrong"
+    assert guess(service, "s2", secret) == "locked"
+    later = datetime.now(UTC) + accounts.SIGNIN_LOCKOUT + timedelta(seconds=1)
+    with session_factory(service)() as session:
+        assert accounts.sign_in(session, login="s2", secret=secret, now=later) is not None
+        session.commit()
+    with session_factory(service)() as session:
+        user = session.scalar(select(User).where(User.login == "s2"))
+        assert (user.failed_signins, user.signin_locked_until) == (0, None)
+    assert guess(service, "nobody", "x") == "wrong"  # unknown ids hold no state

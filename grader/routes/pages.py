@@ -99,7 +99,6 @@ def signin(
             "Ask your instructor for a new secret if you lost yours.",
         )
     if user is None:
-        session.commit()  # the count of wrong secrets
         return _signin_page(
             request, next_path=next, login=login, status=401, error="Unknown student id or wrong secret."
         )
