@@ -48,6 +48,17 @@ def deadline(*, session: Session, assignment: Assignment, user_id: int) -> polic
     return policies.deadline_for(assignment, extension_row(ext, str(user_id)))
 
 
+def stored_filename(filename: str) -> str:
+    """The upload's name as stored: its last part, shortened to fit the column by its stem, never its
+    extension, from which the worker reads the format again."""
+    name = Path(filename).name
+    limit = Submission.filename.type.length
+    if len(name) <= limit:
+        return name
+    suffix = Path(name).suffix[:limit]
+    return name[: limit - len(suffix)] + suffix
+
+
 def upload_path(settings: Settings, sha256: str) -> Path:
     return settings.data_dir / "uploads" / sha256[:2] / sha256
 
@@ -150,7 +161,7 @@ def create_submission(
             assignment=assignment.slug,
             submitted_at=now,
             sha256=digest,
-            filename=Path(filename).name[:256],
+            filename=stored_filename(filename),
             format=kind,
             queue="gpu" if assignment.sandbox.gpu else "cpu",
             status="queued",

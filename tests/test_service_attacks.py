@@ -219,3 +219,21 @@ def test_the_lockout_still_counts_in_a_row_and_ends(service):
         user = session.scalar(select(User).where(User.login == "s2"))
         assert (user.failed_signins, user.signin_locked_until) == (0, None)
     assert guess(service, "nobody", "x") == "wrong"  # unknown ids hold no state
+
+
+# ---- 5. long file names -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("suffix", "data"), [(".ipynb", NOTEBOOK), (".zip", PASSES), (".IPYNB", NOTEBOOK)])
+def test_a_long_file_name_keeps_its_extension(service, suffix, data):
+    from grader.uploads import detect_format
+
+    student = new_user(service, "s1")
+    name = "é" * 300 + suffix
+    response = post_upload(student, data=data, filename=name)
+    assert response.status_code == 202, response.text
+    with session_factory(service)() as session:
+        row = session.get(Submission, response.json()["id"])
+    assert len(row.filename) <= 256 and row.filename.endswith(suffix)
+    # The worker reads the format back from the stored name: it must be the one accepted.
+    assert detect_format(row.filename, data[:64]) == row.format
