@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from grader import csv_export
 from grader.models import User, WebSession
 
 # scrypt cost: 2**14 * 8 * 128 = 16 MiB and ~50 ms a check; enough for random secrets of 80 bits.
@@ -291,12 +292,8 @@ def import_roster(session: Session, rows: list[RosterRow]) -> ImportReport:
 
 def secrets_csv(created: list[tuple[RosterRow, str]]) -> str:
     """The mail-merge file for new accounts: login, name, email, secret."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["login", "name", "email", "secret"])
-    for row, secret in created:
-        writer.writerow([row.login, row.name, row.email, secret])
-    return out.getvalue()
+    rows = [["login", "name", "email", "secret"], *([r.login, r.name, r.email, s] for r, s in created)]
+    return "".join(csv_export.lines(rows, lineterminator="\n"))
 
 
 class AccountExists(Exception):

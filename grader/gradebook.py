@@ -12,8 +12,6 @@ Moodle rejects the whole file if one row names no Moodle user. An excused assign
 which Moodle imports as "no grade".
 """
 
-import csv
-import io
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +30,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from grader import csv_export
 from grader.assignments import Assignment, CourseConfig
 from grader.models import Excusal, Extension, Submission, User
 from grader.policies import Deadline, ExtensionRow, deadline_for, dec, late_units, penalty_percent, utc
@@ -227,17 +226,6 @@ def total_header(course: CourseConfig) -> str:
     return f"Assignments ({dec(course.assignments_share).normalize():f})"
 
 
-def _lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
-    # One small buffer per row: the caller streams the lines without the file ever being whole.
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow(row)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-
-
 def _extra_cells(cell: Cell, extra: Collection[str]) -> list[str]:
     counted = None if cell.excused else cell.counted
     values = {
@@ -283,7 +271,7 @@ def gradebook_csv(
             extras = [value for a in assignments for value in _extra_cells(g.cells[a.slug], extra)]
             yield [g.student.student_id, g.student.name, g.student.email, *percents, _fmt(g.total), *extras]
 
-    return _lines(rows())
+    return csv_export.lines(rows())
 
 
 def moodle_csv(
@@ -304,7 +292,7 @@ def moodle_csv(
             percents = [_fmt(g.cells[a.slug].percent) for a in assignments]
             yield [g.student.student_id, g.student.email, g.student.name, *percents, _fmt(g.total)]
 
-    return _lines(rows())
+    return csv_export.lines(rows())
 
 
 def per_test_csv(
@@ -350,7 +338,7 @@ def per_test_csv(
                 *flags,
             ]
 
-    return _lines(rows())
+    return csv_export.lines(rows())
 
 
 # ---- the database ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ The parallel tests send requests from threads through the real app, with a sessi
 both SQLite (the embedded default) and PostgreSQL.
 """
 
+import csv
 import io
 import json
 import threading
@@ -237,3 +238,95 @@ def test_a_long_file_name_keeps_its_extension(service, suffix, data):
     assert len(row.filename) <= 256 and row.filename.endswith(suffix)
     # The worker reads the format back from the stored name: it must be the one accepted.
     assert detect_format(row.filename, data[:64]) == row.format
+
+
+# ---- 6. formulas in CSV exports ----------------------------------------------------------------------
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example","x")',
+    "+cmd|'/C calc'!A0",
+    "@SUM(1+1)",
+    "-2+3+cmd|' /C calc'!A0",
+]
+
+
+def test_csv_cells_that_spreadsheets_would_run_are_neutralised():
+    from grader.csv_export import safe_cell
+
+    for text in [*FORMULAS, "\t=1+1", "\r=1+1"]:
+        assert safe_cell(text) == "'" + text
+    # Numbers stay numbers, negative ones included; other text is untouched.
+    for text in ["-5", "-12.50", "+3", "1e-3", "12.50", "", "Ada Lovelace", "a=b", "'=already"]:
+        assert safe_cell(text) == text
+
+
+def cells(lines) -> list[list[str]]:
+    return list(csv.reader(io.StringIO("".join(lines))))
+
+
+def formula_cells(table: list[list[str]]) -> list[str]:
+    from grader.csv_export import FORMULA_START, NUMBER
+
+    return [c for row in table for c in row if c.startswith(FORMULA_START) and not NUMBER.fullmatch(c)]
+
+
+def test_roster_names_cannot_inject_formulas_into_any_export(db_session, course):
+    from grader import gradebook
+    from grader.assignments import load_all
+    from grader.results import GradeResult, TestResult
+
+    assignments = gradebook.in_order(load_all(course).values())
+    for i, name in enumerate(FORMULAS):
+        user = User(login=f"s{i}", name=name, email=f"{name}@x", role="student")
+        db_session.add(user)
+        db_session.flush()
+        result = GradeResult(
+            status="graded",
+            score=1,
+            max_score=2,
+            tests=[
+                TestResult(name="=test_x()", points=1, max_points=1, outcome="passed"),
+                TestResult(name="test_y", points=0, max_points=1, outcome="failed"),
+            ],
+        )
+        db_session.add(
+            Submission(
+                user_id=user.id,
+                assignment="add-one",
+                sha256="0" * 64,
+                filename="hw.zip",
+                format="zip",
+                status="graded",
+                score=1,
+                max_score=2,
+                result=result.model_dump(mode="json"),
+            )
+        )
+    db_session.commit()
+    course_config = assignments[0].course
+    exports = {
+        "gradebook": gradebook.export_csv(
+            session=db_session, assignments=assignments, course=course_config, extra=["raw", "late"]
+        ),
+        "moodle": gradebook.export_moodle_csv(
+            session=db_session, assignments=assignments, course=course_config
+        ),
+        "tests": gradebook.export_per_test_csv(
+            session=db_session, assignment=next(a for a in assignments if a.slug == "add-one")
+        ),
+    }
+    for which, lines in exports.items():
+        table = cells(lines)
+        assert formula_cells(table) == [], which
+        names = [row[2 if which == "moodle" else 1] for row in table[1:]]
+        assert {"'" + name for name in FORMULAS} <= set(names), which
+    # Percent columns are still numbers.
+    table = cells(gradebook.export_csv(session=db_session, assignments=assignments, course=course_config))
+    column = table[0].index("add-one (%)")
+    assert {row[column] for row in table[1:]} == {"50.00"}
+
+
+def test_the_new_secrets_mail_merge_file_is_neutralised_too():
+    row = accounts.RosterRow(line=2, login="s1", name="=1+1", email="@x")
+    table = cells([accounts.secrets_csv([(row, "k7fq-9xm2")])])
+    assert table[1] == ["s1", "'=1+1", "'@x", "k7fq-9xm2"]
