@@ -1,5 +1,7 @@
 """The shape of a grading result: what `grader grade --json` prints and the API returns."""
 
+from collections.abc import Iterable
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -30,6 +32,13 @@ class GradeError(BaseModel):
     message: str
 
 
+class CellError(BaseModel):
+    """A notebook cell that raised while the notebook ran; the cells after it still ran."""
+
+    cell: int
+    message: str
+
+
 class GradeResult(BaseModel):
     # "graded": the score is final (it may be partial, with `error` saying why points were lost).
     # "error": no score could be given; error.kind says whose problem it is.
@@ -40,6 +49,7 @@ class GradeResult(BaseModel):
     error: GradeError | None = None
     output: str = Field(default="", description="the submission's own stdout and stderr, capped")
     output_truncated: bool = False
+    cell_errors: list[CellError] = Field(default=[], description="notebook cells that raised, in order")
     # Signs of tampering seen while grading; they flag the submission to the instructor.
     flags: list[str] = []
     duration_s: float = 0.0
@@ -47,6 +57,15 @@ class GradeResult(BaseModel):
     @property
     def full_marks(self) -> bool:
         return self.status == "graded" and self.max_score is not None and self.score >= self.max_score
+
+
+def exact_sum(points: Iterable[float]) -> float:
+    """A sum of points without float drift: three tests of 2/3 make 2, not 1.9999999999999998.
+
+    Points are written as decimals or simple fractions, so each is taken as the nearest fraction with a
+    small denominator before adding.
+    """
+    return float(sum((Fraction(p).limit_denominator(10_000) for p in points), Fraction(0)))
 
 
 def ungraded(kind: ErrorKind, code: str, message: str) -> GradeResult:

@@ -5,15 +5,19 @@ the Docker tests; here S and H share a machine, so these tests check what the pr
 """
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from grader.uploads import module_names
 
 HARNESS = Path(__file__).resolve().parents[1] / "sandbox" / "harness"
 PREFIX = "@@grader "
@@ -37,6 +41,25 @@ class Run:
         return sum(t["points"] for t in self.tests.values())
 
 
+def free_port_range(count: int) -> int:
+    """A port p such that p .. p+count-1 were free just now (S listens on one per restart)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + count < 65536 and all(_free(port + i) for i in range(1, count)):
+            return port
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def run_local(
     root: Path,
     *,
@@ -54,9 +77,7 @@ def run_local(
     for name, text in layout.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port_range(8)
     spec = {
         "deadline_s": deadline_s,
         "student_host": "127.0.0.1",
@@ -66,35 +87,74 @@ def run_local(
         "seed": 0,
         "gpu": False,
         "max_message_bytes": 64 * 2**20,
+        "max_restarts": 7,
+        "student_modules": sorted(module_names(files)),
         **spec,
     }
     (root / "grade" / "spec.json").write_text(json.dumps(spec))
-    student = subprocess.Popen(
-        [sys.executable, "-I", "-u", str(root / "harness" / "student_side.py"), "127.0.0.1", str(port)],
-        cwd=root / "work",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        tests_side = subprocess.run(
-            [
-                sys.executable,
-                "-I",
-                "-u",
-                str(root / "harness" / "tests_side.py"),
-                str(root / "grade" / "spec.json"),
-            ],
-            cwd=root / "grade",
-            capture_output=True,
-            text=True,
-            timeout=deadline_s + 60,
+    config = {"max_bytes": spec["max_message_bytes"], "cells": spec["cells"]}
+    (root / "student.json").write_text(json.dumps(config))
+    outputs: list[str] = []
+    students: list[subprocess.Popen] = []
+    # One thread each, as in the sandbox (cpus = 1): torch's own thread pools would fight over the cores.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def start_student(generation: int) -> None:
+        # What the worker does on a "restart" line: end the old S, start a new one on the next port.
+        for old in students:
+            old.kill()
+        students.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    "-u",
+                    str(root / "harness" / "student_side.py"),
+                    "127.0.0.1",
+                    str(port + generation),
+                    str(root / "student.json"),
+                ],
+                cwd=root / "work",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         )
+
+    start_student(0)
+    tests_side = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            "-u",
+            str(root / "harness" / "tests_side.py"),
+            str(root / "grade" / "spec.json"),
+        ],
+        cwd=root / "grade",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    timer = threading.Timer(deadline_s + 60, tests_side.kill)
+    timer.start()
+    try:
+        with tests_side.stdout, tests_side.stderr:
+            for line in tests_side.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith(PREFIX) and json.loads(line[len(PREFIX) :])["event"] == "restart":
+                    start_student(json.loads(line[len(PREFIX) :])["generation"])
+            stderr = tests_side.stderr.read()
+        tests_side.wait()
     finally:
-        student.kill()  # in the sandbox, Docker removes S when H is done
-        output = student.communicate()[0].decode("utf-8", "replace")
-    lines = tests_side.stdout.splitlines()
-    assert all(line.startswith(PREFIX) for line in lines), tests_side.stdout  # nothing else on H's stdout
-    return Run([json.loads(line[len(PREFIX) :]) for line in lines], output, tests_side.stderr)
+        timer.cancel()
+        for student in students:
+            student.kill()  # in the sandbox, Docker removes S when H is done
+            outputs.append(student.communicate()[0].decode("utf-8", "replace"))
+    output = "".join(outputs)
+    assert all(line.startswith(PREFIX) for line in lines), lines  # nothing else on H's stdout
+    return Run([json.loads(line[len(PREFIX) :]) for line in lines], output, stderr)
 
 
 MLP_TESTS = {
@@ -194,17 +254,42 @@ def test_in_place_changes_are_reflected_back(tmp_path):
 NOTEBOOK_CELLS = [{"cell": 2, "start_line": 2, "end_line": 3}, {"cell": 4, "start_line": 5, "end_line": 7}]
 
 
-def test_syntax_error_names_the_notebook_cell(tmp_path):
+def test_a_notebook_cell_with_a_syntax_error_is_skipped_and_named(tmp_path):
     module = "# generated\nimport numpy as np\nx = 1\n# %% cell 4\ndef relu(x):\n    return = x\npass\n"
     run = run_local(tmp_path, submission=module, tests=MLP_TESTS, cells=NOTEBOOK_CELLS)
-    assert run.event("import") == {
-        "event": "import",
-        "ok": False,
+    assert run.event("import") == {"event": "import", "ok": True, "message": ""}
+    assert run.event("cell") == {
+        "event": "cell",
+        "cell": 4,
         "message": "syntax error in cell 4, line 2: invalid syntax",
     }
     assert {t["outcome"] for t in run.tests.values()} == {"failed"}
-    assert {t["message"] for t in run.tests.values()} == {"syntax error in cell 4, line 2: invalid syntax"}
+    # What the failed cell would have defined is missing, and the message says which cell to fix.
+    assert "your submission has no attribute 'relu'" in run.tests["test_relu"]["message"]
+    assert "cell 4 raised an error" in run.tests["test_relu"]["message"]
     assert run.score == 0 and run.events[-1]["error"] is None
+
+
+def test_cells_after_a_failing_cell_still_run(tmp_path):
+    module = (
+        "# generated\nsquares(0)\n# %% cell 3\nassert False, 'self-check'\n"
+        "# %% cell 4\ndef relu(x):\n    return max(x, 0.0)\n"
+    )
+    cells = [
+        {"cell": 2, "start_line": 2, "end_line": 2},
+        {"cell": 3, "start_line": 4, "end_line": 4},
+        {"cell": 4, "start_line": 6, "end_line": 7},
+    ]
+    tests = {
+        "test_relu.py": "from submission import relu\n\ndef test_relu():\n    assert relu(-3.0) == 0.0\n"
+    }
+    run = run_local(tmp_path, submission=module, tests=tests, cells=cells)
+    failed = [(e["cell"], e["message"]) for e in run.events if e["event"] == "cell"]
+    assert failed == [
+        (2, "NameError in cell 2, line 1: name 'squares' is not defined"),
+        (3, "AssertionError in cell 3, line 1: self-check"),
+    ]
+    assert run.tests["test_relu"]["outcome"] == "passed"
 
 
 def test_runtime_error_names_the_notebook_cell_and_keeps_builtin_types(tmp_path):
@@ -228,7 +313,8 @@ def test_runtime_error_names_the_notebook_cell_and_keeps_builtin_types(tmp_path)
             assert not hasattr(submission, "sgd_step")
         """
     }
-    run = run_local(tmp_path, submission=module, tests=tests, cells=NOTEBOOK_CELLS)
+    cells = [{"cell": 2, "start_line": 2, "end_line": 3}, {"cell": 4, "start_line": 5, "end_line": 8}]
+    run = run_local(tmp_path, submission=module, tests=tests, cells=cells)
     assert run.tests["test_relu"]["outcome"] == "failed"
     assert run.tests["test_relu"]["message"].endswith("NameError in cell 4, line 2: name 'W' is not defined")
     assert run.tests["test_raises_value_error"]["outcome"] == "passed"
@@ -277,19 +363,49 @@ def test_exit_in_a_call_fails_that_test_only(tmp_path, exit_call):
     assert run.tests["test_second"]["outcome"] == "passed"  # S kept serving
 
 
-def test_os_exit_in_a_call_ends_the_run(tmp_path):
+def test_os_exit_in_a_call_costs_only_that_test(tmp_path):
     run = run_local(
         tmp_path,
-        submission="def first():\n    import os; os._exit(0)\ndef second():\n    return 2\n",
+        submission="print('imported')\ndef first():\n    import os; os._exit(0)\ndef second():\n    return 2",
         tests=CALL_TESTS,
     )
     crashed = (
         "your code's process ended during this test (it called os._exit, was killed, or ran out of memory)"
     )
     assert (run.tests["test_first"]["outcome"], run.tests["test_first"]["message"]) == ("error", crashed)
-    assert (run.tests["test_second"]["outcome"], run.tests["test_second"]["message"]) == ("not_run", crashed)
+    # A new student process imported the submission again for the next test.
+    assert run.tests["test_second"]["outcome"] == "passed"
+    assert run.student_output.count("imported") == 2
     ended = "tampering: the submission's process ended during tests/test_calls.py::test_first"
     assert run.events[-1] == {"event": "done", "flags": [ended], "error": None}
+
+
+def test_a_hang_costs_only_its_own_test_with_a_per_test_limit(tmp_path):
+    tests = {
+        "test_calls.py": """
+            import pytest
+            import submission
+
+            @pytest.mark.timeout(1)
+            def test_first():
+                assert submission.first() == 1
+
+            def test_second():
+                assert submission.second() == 2
+            """
+    }
+    run = run_local(
+        tmp_path,
+        submission="def first():\n    while True:\n        pass\ndef second():\n    return 2\n",
+        tests=tests,
+        deadline_s=20.0,
+    )
+    assert (run.tests["test_first"]["outcome"], run.tests["test_first"]["message"]) == (
+        "timeout",
+        "timed out: this test has 1 s",
+    )
+    assert run.tests["test_second"]["outcome"] == "passed"
+    assert run.events[-1] == {"event": "done", "flags": [], "error": None}
 
 
 def test_patching_pytest_and_numpy_in_the_submission_changes_nothing(tmp_path):
@@ -564,3 +680,107 @@ def test_student_errors_while_collecting_fail_tests_not_the_collection(tmp_path)
     assert "ZeroDivisionError" in run.tests["test_net"]["message"]
     assert run.tests["test_broken"]["message"].endswith("RuntimeError in submission.py, line 2: broken")
     assert run.events[-1] == {"event": "done", "flags": [], "error": None}
+
+
+# --- autograd across the boundary: the lines instructors write, each with the real gradients -----------
+
+DL_SUBMISSION = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+def square(x):
+    return x * x
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 8)
+        self.drop = nn.Dropout(0.5)
+        self.bn = nn.BatchNorm1d(8)
+        self.fc2 = nn.Linear(8, 1)
+        self.hidden = 8
+    def forward(self, x):
+        return self.fc2(self.drop(F.relu(self.bn(self.fc1(x)))))
+
+def sgd_step(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+
+def train_own(x, y):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(50):
+        opt.zero_grad(); F.mse_loss(net(x), y).backward(); opt.step()
+    return net
+"""
+
+DL_TESTS = """
+import torch, torch.nn.functional as F
+import submission
+from submission import square, Net
+
+def test_grad_through_fn():
+    x = torch.randn(4, requires_grad=True)
+    y = square(x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, 2 * x.detach())
+
+def test_param_grads():
+    net = Net()
+    x = torch.randn(5, 3)
+    net(x).pow(2).mean().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None for g in grads), grads
+    assert isinstance(net, torch.nn.Module)
+    assert net.hidden == 8
+
+def test_training_in_the_test():
+    torch.manual_seed(0)
+    net = Net()
+    x = torch.randn(64, 3); y = x.sum(1, keepdim=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    first = None
+    for _ in range(150):
+        opt.zero_grad(); loss = F.mse_loss(net(x), y); loss.backward(); opt.step()
+        first = first or loss.item()
+    assert loss.item() < first / 4, (first, loss.item())
+
+def test_state_dict_eval_nograd():
+    net = Net()
+    sd = {k: torch.ones_like(v) for k, v in net.state_dict().items()}
+    net.load_state_dict(sd)
+    net.eval()
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        out = net(x)
+    assert out.requires_grad is False
+    assert torch.allclose(net(x), out)
+    net.train()
+    assert net.training and net.fc1.training
+    assert list(net.state_dict())[:2] == ["fc1.weight", "fc1.bias"]
+
+def test_student_sgd():
+    net = Net()
+    before = [p.detach().clone() for p in net.parameters()]
+    net(torch.randn(4, 3)).sum().backward()
+    submission.sgd_step(list(net.parameters()), 0.1)
+    after = list(net.parameters())
+    assert all(not torch.equal(b, a) for b, a in zip(before, after))
+    assert torch.allclose(after[0], before[0] - 0.1 * after[0].grad)
+
+def test_own_training():
+    x = torch.randn(32, 3); y = x.sum(1, keepdim=True)
+    net = submission.train_own(x, y)
+    assert F.mse_loss(net(x), y).item() < 0.5
+    assert len(net) == 3
+"""
+
+
+def test_autograd_optimizers_and_modules_work_across_the_boundary(tmp_path):
+    run = run_local(tmp_path, submission=DL_SUBMISSION, tests={"test_dl.py": DL_TESTS}, deadline_s=120)
+    failed = {name: t["message"] for name, t in run.tests.items() if t["outcome"] != "passed"}
+    assert failed == {}, run.stderr[-2000:]
+    assert len(run.tests) == 6

@@ -37,7 +37,13 @@ class DeadlineExceeded(HarnessStop):
 
 
 class SubmissionCrashed(HarnessStop):
-    """S's connection dropped: os._exit, killed, or out of memory."""
+    """S's connection dropped: os._exit, killed, or out of memory. The next test gets a new S."""
+
+
+class TestTimeout(HarnessStop):
+    """One test ran past its own time limit. The next test gets a new S."""
+
+    __test__ = False  # not a pytest test class
 
 
 class Tampering(HarnessStop):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from .errors import DeadlineExceeded, HarnessStop, SubmissionError
-from .proxy import Channel
+from .errors import DeadlineExceeded, HarnessStop, SubmissionError, TestTimeout
+from .proxy import RESTARTABLE, Channel, ModuleProxy
 
 MAX_MESSAGE = 4000
 TIMEOUT_GRACE_S = 1.0  # past the deadline, a test stuck in the tests' own code is cut off by the watchdog
@@ -45,6 +45,8 @@ class GraderPlugin:
         self.reporter, self.channel, self.import_error = reporter, channel, import_error
         self.seed, self.gpu = int(spec.get("seed", 0)), bool(spec.get("gpu", False))
         self.deadline, self.deadline_s = deadline, float(spec["deadline_s"])
+        self.test_timeout_s = spec.get("test_timeout_s")  # each test's own limit, unless it says otherwise
+        self.restarts_left = int(spec.get("max_restarts", 0))
         self.items: list = []
         self.points: dict[str, float] = {}
         self.flags: list[str] = []
@@ -64,6 +66,10 @@ class GraderPlugin:
     def pytest_configure(self, config) -> None:
         config.addinivalue_line(
             "markers", "points(n): the test is worth n points (default 1), all or nothing"
+        )
+        config.addinivalue_line(
+            "markers",
+            "timeout(seconds): the test's own time limit (default: the assignment's test_timeout_s)",
         )
 
     def pytest_collection(self, session) -> None:
@@ -112,6 +118,11 @@ class GraderPlugin:
         if self.import_error:
             self._finish(item, "failed", self.import_error, 0.0)
             return True
+        if isinstance(self.channel.stopped, RESTARTABLE) and self.restarts_left > 0:
+            self._restart(item)
+            if self.import_error:
+                self._finish(item, "failed", self.import_error, 0.0)
+                return True
         stop = self._stop()
         if stop is not None:
             self._finish(item, *self._stopped_outcome(stop), 0.0)
@@ -119,7 +130,28 @@ class GraderPlugin:
         self.current, self.started, self.reports = item, time.monotonic(), []
         self.stopped_before = self.channel.stopped
         self.channel.during = f"during {item.nodeid}"
+        self.channel.test_limit_s = _time_limit(item, self.test_timeout_s)
+        self.channel.test_deadline = (
+            self.started + self.channel.test_limit_s if self.channel.test_limit_s else None
+        )
         return None
+
+    def _restart(self, item) -> None:
+        """A fresh student process for this test, after a crash or a timeout in an earlier one."""
+        self.restarts_left -= 1
+        self.channel.during = f"while being imported again for {item.nodeid}"
+        try:
+            module, error, _ = self.channel.restart(
+                lambda generation: self.reporter.emit("restart", generation=generation)
+            )
+        except HarnessStop:
+            return  # the run goes on without S: _stop() reports each test
+        if error:
+            self.import_error = error
+            return
+        submission = sys.modules.get("submission")
+        if module is not None and isinstance(submission, ModuleProxy):
+            submission.__dict__["_grader_handle"] = module
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -137,6 +169,7 @@ class GraderPlugin:
         if self.current is None or nodeid != self.current.nodeid:
             return
         item, self.current = self.current, None
+        self.channel.test_deadline = None
         duration = time.monotonic() - self.started
         stop = self.channel.stopped if self.channel.stopped is not self.stopped_before else None
         if stop is None and time.monotonic() > self.deadline:
@@ -153,6 +186,8 @@ class GraderPlugin:
         return self.channel.stopped
 
     def _stopped_outcome(self, stop: HarnessStop) -> tuple[str, str]:
+        if isinstance(stop, TestTimeout):
+            return "timeout", str(stop)
         # The first test to meet the deadline timed out; the ones after it never ran.
         if isinstance(stop, DeadlineExceeded) and not self.timeout_reported:
             self.timeout_reported = True
@@ -212,6 +247,15 @@ class GraderPlugin:
             if torch.cuda.is_available():
                 return "cuda"
         return "cpu"
+
+
+def _time_limit(item, default) -> float:
+    """The test's own time limit in seconds, 0 for none: its timeout marker, else the assignment's."""
+    marker = item.get_closest_marker("timeout")
+    value = (marker.args[0] if marker.args else marker.kwargs.get("seconds")) if marker else default
+    if type(value) in (int, float) and value > 0:
+        return float(value)
+    return 0.0
 
 
 def _visibility(item) -> str:

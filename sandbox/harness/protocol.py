@@ -86,8 +86,10 @@ class TooDeep(Exception):
     """The value nests deeper than MAX_DEPTH (or refers to itself)."""
 
 
-def encode(obj, buffers: list, handle_of, depth: int = 0):
-    """A JSON-able node for obj; non-plain objects become handles via handle_of(obj) -> (id, type name)."""
+def encode(obj, buffers: list, refer, depth: int = 0, tag=None):
+    """A JSON-able node for obj. refer(obj, buffers) is asked first about each tensor (a node, or None to
+    send its value) and names every other non-plain object (a handle); tag(tensor) may number a tensor
+    that carries an autograd graph (its node gets "g")."""
     if depth > MAX_DEPTH:
         raise TooDeep()
     kind = type(obj)
@@ -96,6 +98,14 @@ def encode(obj, buffers: list, handle_of, depth: int = 0):
         return obj
     if kind is float:
         return obj if math.isfinite(obj) else {"t": "float", "v": repr(obj)}
+    if is_array(obj) and type(obj).__module__.startswith("torch"):
+        node = refer(obj, buffers)
+        if node is not None:
+            return node
+        node = array_node(obj, buffers)
+        if tag is not None and (index := tag(obj)) is not None:
+            node["g"] = index
+        return node
     # Before the subclass checks: numpy.float64 is a float, but should arrive as a numpy.float64.
     node = _encode_array(obj, buffers)
     if node is not None:
@@ -105,7 +115,7 @@ def encode(obj, buffers: list, handle_of, depth: int = 0):
     if isinstance(obj, int) and abs(int(obj)) < 2**1000:
         return int(obj)
     if isinstance(obj, float):
-        return encode(float(obj), buffers, handle_of, depth)
+        return encode(float(obj), buffers, refer, depth)
     if isinstance(obj, str):
         return str.__str__(obj)
     if isinstance(obj, complex):
@@ -114,19 +124,25 @@ def encode(obj, buffers: list, handle_of, depth: int = 0):
         return {"t": "bytes", "b": _buffer(buffers, bytes(obj))}
     if isinstance(obj, list | tuple):
         # torch.Size and named tuples arrive as plain tuples.
-        items = [encode(item, buffers, handle_of, depth + 1) for item in obj]
+        items = [encode(item, buffers, refer, depth + 1, tag) for item in obj]
         return {"t": "list" if isinstance(obj, list) else "tuple", "v": items}
     if isinstance(obj, dict):
         pairs = [
-            [encode(k, buffers, handle_of, depth + 1), encode(v, buffers, handle_of, depth + 1)]
+            [encode(k, buffers, refer, depth + 1, tag), encode(v, buffers, refer, depth + 1, tag)]
             for k, v in obj.items()
         ]
         return {"t": "dict", "v": pairs}
     if isinstance(obj, set | frozenset):
-        items = [encode(item, buffers, handle_of, depth + 1) for item in obj]
+        items = [encode(item, buffers, refer, depth + 1, tag) for item in obj]
         return {"t": "set" if isinstance(obj, set) else "frozenset", "v": items}
-    ident, type_name = handle_of(obj)
-    return {"t": "handle", "id": ident, "type": type_name[:MAX_NAME]}
+    return refer(obj, buffers)
+
+
+def array_node(obj, buffers: list) -> dict:
+    """The value of a plain ndarray or tensor (is_array), as a node."""
+    node = _encode_array(obj, buffers)
+    assert node is not None
+    return node
 
 
 def _float(value: float):
@@ -231,10 +247,15 @@ def parse_header(frame: bytearray) -> dict:
 
 
 class Decoder:
-    """Rebuilds plain values from one reply's nodes; every buffer may be used once."""
+    """Rebuilds plain values from one reply's nodes; every buffer may be used once.
 
-    def __init__(self, buffers: list[bytearray], make_handle):
-        self.buffers, self.used, self.make_handle = buffers, set(), make_handle
+    host turns references into objects: handle(id, type), mirrored(node, decoder) and module(node,
+    decoder) for the tensors and modules both sides keep, input(index) for the tests' own tensors,
+    and graph(index, tensor) for a tensor that carries the student's autograd graph.
+    """
+
+    def __init__(self, buffers: list[bytearray], host):
+        self.buffers, self.used, self.host = buffers, set(), host
 
     def decode(self, node, depth: int = 0):
         if depth > MAX_DEPTH:
@@ -309,7 +330,18 @@ class Decoder:
     def _handle(self, node, depth):
         if type(node["id"]) is not int or type(node["type"]) is not str or len(node["type"]) > MAX_NAME:
             raise ProtocolViolation("a malformed handle")
-        return self.make_handle(node["id"], node["type"])
+        return self.host.handle(node["id"], node["type"])
+
+    def _mirrored(self, node, depth):
+        return self.host.mirrored(node, self)
+
+    def _module(self, node, depth):
+        return self.host.module(node, self)
+
+    def _input(self, node, depth):
+        if type(node["i"]) is not int:
+            raise ProtocolViolation("a malformed reference to an argument")
+        return self.host.input(node["i"])
 
     def _take(self, index) -> bytearray:
         if type(index) is not int or not 0 <= index < len(self.buffers) or index in self.used:
@@ -383,4 +415,8 @@ class Decoder:
         tensor = tensor.reshape(shape)
         if node["device"] == "cuda" and torch.cuda.is_available():
             tensor = tensor.to("cuda")
+        if "g" in node:
+            if type(node["g"]) is not int:
+                raise ProtocolViolation("a malformed gradient reference")
+            return self.host.graph(node["g"], tensor)
         return tensor

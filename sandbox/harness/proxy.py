@@ -7,8 +7,9 @@ import pickle
 import socket
 import sys
 import time
+import types
 
-from . import protocol
+from . import mirror, protocol
 from .errors import (
     EXITS,
     Cells,
@@ -17,6 +18,7 @@ from .errors import (
     SubmissionCrashed,
     SubmissionError,
     Tampering,
+    TestTimeout,
     check_error,
     describe,
     exception_class,
@@ -27,17 +29,27 @@ TAMPERING = "tampering: malformed reply from the submission process"
 # Flags for the instructor; `during` is "while being imported", "during tests/test_x.py::test_y", ...
 ENDED = "tampering: the submission's process ended {during}"
 EXITED = "tampering: the submission {what} {during}"
+LOST = (
+    "this {what} was made by your code before its process was restarted (after a crash or a timeout "
+    "in an earlier test), so it no longer exists"
+)
 # Attribute names forwarded although they are dunders; every other dunder is answered here, so that
 # numpy's __array_interface__ or pytest's __test__ probes never reach (and are never answered by) S.
 FORWARDED_DUNDERS = frozenset({"__name__", "__qualname__", "__version__", "__all__"})
+RESTARTABLE = (SubmissionCrashed, TestTimeout)
 
 
 class Channel:
-    """The one connection to S: a request, then its reply, within what is left of the deadline."""
+    """The connection to S: a request, then its reply, within the test's and the run's time.
+
+    After a crash or a test's timeout, restart() asks the worker for a new S (a fresh process that
+    imports the submission again); objects of the old one are gone, except those reached by name
+    from a module (`submission.relu`), which are looked up again.
+    """
 
     def __init__(
         self,
-        sock: socket.socket,
+        connect,
         *,
         deadline: float,
         deadline_s: float,
@@ -45,15 +57,83 @@ class Channel:
         cells: Cells,
         on_flag,
     ):
-        self.sock, self.deadline, self.deadline_s = sock, deadline, deadline_s
+        self.connect = connect  # connect(generation, give_up) -> a socket to that S
+        self.sock: socket.socket | None = None
+        self.deadline, self.deadline_s = deadline, deadline_s
+        self.test_deadline: float | None = None  # this test's own limit, when it has one
+        self.test_limit_s = 0.0
         self.max_bytes, self.cells, self.on_flag = max_bytes, cells, on_flag
-        self.handles: dict[int, Handle] = {}
+        self.generation = 0
+        self.handles: dict[int, object] = {}
+        self.mirrors = mirror.Mirrors()
+        self.released: list[int] = []  # recorded calls S may forget
+        self.failed_cells: list[tuple[int, str]] = []  # notebook cells that raised, with their messages
+        self.records = 0
         self.stopped: HarnessStop | None = None
         self.collecting = False  # while pytest imports the test modules
         self.during = "while being imported"  # what H is doing, for flags; the plugin keeps it current
+        self._inputs: list = []  # the tests' tensors the current request sent, by index
+        self._record: mirror.Record | None = None
+
+    # ---- the connection ---------------------------------------------------------------------------
+
+    def open(self, give_up_s: float) -> None:
+        """Connect to the current generation's S; OSError if it never listens."""
+        give_up = min(self.deadline, time.monotonic() + give_up_s)
+        self.sock = self.connect(self.generation, give_up)
+
+    def restart(self, announce) -> tuple[object, str, list]:
+        """A new S for the next test: announce(generation) asks the worker for it; then its ready()."""
+        if self.sock is not None:
+            self.sock.close()
+        self.generation += 1
+        self.handles, self.mirrors, self.released = {}, mirror.Mirrors(), []
+        self.stopped = None
+        announce(self.generation)
+        try:
+            self.open(30.0)
+        except OSError:
+            raise self.stop(SubmissionCrashed("your code's process could not be started again")) from None
+        return self.ready()
+
+    def ready(self) -> tuple[object, str, list]:
+        """Wait for S to import the student's code: (module handle or None, import error, failed cells)."""
+        try:
+            body, decoder = self.receive()
+            if body.get("kind") != "ready":
+                raise protocol.ProtocolViolation("no ready message")
+            if "error" in body:
+                error = self._error(body["error"])
+                return None, describe(error, self.cells, during="while being imported"), []
+            cells = self.failed_cells = []
+            for entry in body.get("cells") or []:
+                if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not int:
+                    raise protocol.ProtocolViolation("a malformed list of failed cells")
+                error = self._error(entry[1])
+                cells.append((entry[0], describe(error, self.cells, during="while the notebook ran")))
+            if body.get("module") is None:
+                return None, "", cells
+            module = decoder.decode(body["module"])
+            if not isinstance(module, Handle) or object.__getattribute__(module, "_type") != "module":
+                raise protocol.ProtocolViolation("the student's module is not a module")
+            object.__setattr__(module, "_path", ("submission",))
+            return module, "", cells
+        except protocol.ProtocolViolation as exc:
+            return None, str(self.stop(Tampering(f"{TAMPERING}: {exc}"))), []
+        except HarnessStop as exc:
+            return None, str(exc).replace("during this test", "while being imported"), []
+
+    def _error(self, error) -> dict:
+        try:
+            error = check_error(error)
+        except ValueError as exc:
+            raise protocol.ProtocolViolation(str(exc)) from None
+        if error["type"] in EXITS:
+            self.on_flag(EXITED.format(what=EXITS[error["type"]], during=self.during))
+        return error
 
     def stop(self, error: HarnessStop) -> HarnessStop:
-        """Mark the connection unusable for good; every later request raises the same error."""
+        """Mark the connection unusable (until a restart, for crashes and a test's timeout)."""
         if self.stopped is None:
             self.stopped = error
             if isinstance(error, Tampering):
@@ -63,87 +143,218 @@ class Channel:
                 self.on_flag(ENDED.format(during=self.during))
         return self.stopped
 
+    def violation(self, what: str) -> HarnessStop:
+        return self.stop(Tampering(f"{TAMPERING}: {what}"))
+
+    def _timeout(self) -> HarnessStop:
+        if self.test_deadline is not None and self.test_deadline < self.deadline:
+            return self.stop(TestTimeout(f"timed out: this test has {self.test_limit_s:g} s"))
+        return self.stop(DeadlineExceeded(f"timed out: the whole submission has {self.deadline_s:g} s"))
+
+    def _until(self) -> float:
+        return min(self.deadline, self.test_deadline or self.deadline)
+
     def receive(self) -> tuple[dict, protocol.Decoder]:
         """One reply from S: its header and a decoder for the values in it."""
         __tracebackhide__ = True
-        left = self.deadline - time.monotonic()
+        left = self._until() - time.monotonic()
         try:
             if left <= 0:
                 raise TimeoutError()
             self.sock.settimeout(left)
             max_header = protocol.header_limit(self.max_bytes)
             frames = protocol.recv(self.sock, self.max_bytes, max_header=max_header)
-            return protocol.parse_header(frames[0]), protocol.Decoder(frames[1:], self.handle)
+            return protocol.parse_header(frames[0]), protocol.Decoder(frames[1:], self)
         except TimeoutError:
-            raise self.stop(
-                DeadlineExceeded(f"timed out: the whole submission has {self.deadline_s:g} s")
-            ) from None
+            raise self._timeout() from None
         except (protocol.Closed, OSError):
             raise self.stop(SubmissionCrashed(CRASHED)) from None
         except protocol.ProtocolViolation as exc:
-            raise self.stop(Tampering(f"{TAMPERING}: {exc}")) from None
+            raise self.violation(str(exc)) from None
 
-    def request(self, message: dict, *, arrays: list = ()):
+    # ---- requests ---------------------------------------------------------------------------------
+
+    def request(self, message: dict, *, arrays: list = (), graph: bool = False):
         """Send a request; return its value, or raise the student's exception or a HarnessStop."""
         __tracebackhide__ = True
         if self.stopped is not None:
             raise self.stopped
+        torch = sys.modules.get("torch")
+        if self.mirrors.tensors:
+            message["sync"] = self.mirrors.dirty()
+        if self.released:
+            message["release"], self.released = self.released, []
+        if graph and torch is not None:
+            message["grad"] = torch.is_grad_enabled()
         buffer = io.BytesIO()
-        _Pickler(buffer, protocol=5).dump(message)
+        pickler = _Pickler(buffer, self)
+        pickler.dump(message)
+        frames = [buffer.getbuffer()]
+        self._inputs, self._record = pickler.inputs, None
+        if graph and torch is not None and torch.is_grad_enabled():
+            tids = self.mirrors.leaves()
+            leaves = [x for x, grad in zip(pickler.inputs, pickler.grads, strict=True) if grad]
+            leaves += [self.mirrors.tensors[tid] for tid in tids]
+            if leaves:
+                # S keeps the call's graph under this number, for the backward of its result.
+                self.records += 1
+                self._record = mirror.Record(self, self.records, leaves)
+                frames.append(pickle.dumps({"id": self.records, "tensors": tids}))
         try:
-            self.sock.settimeout(max(0.001, self.deadline - time.monotonic()))
-            protocol.send(self.sock, [buffer.getbuffer()])
+            self.sock.settimeout(max(0.001, self._until() - time.monotonic()))
+            protocol.send(self.sock, frames)
         except TimeoutError:
-            raise self.stop(
-                DeadlineExceeded(f"timed out: the whole submission has {self.deadline_s:g} s")
-            ) from None
+            raise self._timeout() from None
         except OSError:
             raise self.stop(SubmissionCrashed(CRASHED)) from None
         body, decoder = self.receive()
         try:
-            return self._answer(body, decoder, arrays)
+            return self._answer(body, decoder, arrays, op=message["op"])
         except protocol.ProtocolViolation as exc:
-            raise self.stop(Tampering(f"{TAMPERING}: {exc}")) from None
+            raise self.violation(str(exc)) from None
+        finally:
+            self._inputs, self._record = [], None
 
-    def _answer(self, body: dict, decoder: protocol.Decoder, arrays: list):
+    def _answer(self, body: dict, decoder: protocol.Decoder, arrays: list, *, op: str):
         __tracebackhide__ = True
+        changed = body.get("changed", [])
+        if type(changed) is not list:
+            raise protocol.ProtocolViolation("a malformed list of changed tensors")
+        for node in changed:  # first: the value may refer to what changed
+            if type(node) is not dict or node.get("t") not in ("mirrored", "module"):
+                raise protocol.ProtocolViolation("a malformed changed tensor")
+            decoder.decode(node)
         kind = body.get("kind")
         if kind == "value":
             value = decoder.decode(body.get("value"))
             _copy_back(arrays, body.get("mutated", []), decoder)
             return value
-        if kind == "stop":
+        if kind == "stop" and op == "next":
             raise StopIteration
         if kind == "error":
-            try:
-                error = check_error(body.get("error"))
-            except ValueError as exc:
-                raise protocol.ProtocolViolation(str(exc)) from None
-            if error["type"] in EXITS:
-                self.on_flag(EXITED.format(what=EXITS[error["type"]], during=self.during))
+            error = self._error(body.get("error"))
             raise exception_class(error["type"], error["builtin"])(
                 describe(error, self.cells, during="during this call")
             )
         raise protocol.ProtocolViolation("a reply of an unknown kind")
 
+    def call(self, ident: int, args: tuple, kwargs: dict):
+        """Call S's object number ident; tensors in the result carry gradients back to the tests' leaves."""
+        __tracebackhide__ = True
+        arrays: list = []
+        protocol.walk_arrays((args, kwargs), arrays.append, lambda obj: isinstance(obj, Handle | Missing))
+        return self.request(
+            {"op": "call", "id": ident, "args": args, "kwargs": kwargs}, arrays=arrays, graph=True
+        )
+
+    def backward(self, record: mirror.Record, output: int, grad) -> list:
+        """The gradients of a recorded call's leaves, given the gradient of its output number `output`."""
+        if record.generation != self.generation:
+            raise exception_class("RuntimeError", "RuntimeError")(LOST.format(what="result"))
+        message = {
+            "op": "backward",
+            "id": None,
+            "record": record.ident,
+            "output": output,
+            "grad": grad.detach(),
+        }
+        return self.request(message)
+
+    def check_generation(self, generation: int, what: str) -> None:
+        if generation != self.generation:
+            raise exception_class("RuntimeError", "RuntimeError")(LOST.format(what=f"{what} object"))
+
+    # ---- what the decoder asks for ----------------------------------------------------------------
+
     def handle(self, ident: int, type_name: str) -> "Handle":
         """The one Handle for S's object number ident."""
-        if ident not in self.handles:
-            if type_name in ("module", "package"):
-                self.handles[ident] = ModuleProxy(self, ident, package=type_name == "package")
-            else:
-                self.handles[ident] = Handle(self, ident, type_name)
-        return self.handles[ident]
+        handle = self.handles.get(ident)
+        if handle is None:
+            handle = self.handles[ident] = Handle(
+                self, ident, "module" if type_name == "package" else type_name
+            )
+            object.__setattr__(handle, "_package", type_name == "package")
+        elif not isinstance(handle, Handle):
+            raise protocol.ProtocolViolation("a handle to a module that is mirrored")
+        return handle
+
+    def mirrored(self, node: dict, decoder: protocol.Decoder):
+        return self.mirrors.tensor(node, decoder)
+
+    def module(self, node: dict, decoder: protocol.Decoder):
+        ident, type_name = node.get("id"), node.get("type")
+        if type(ident) is not int or type(type_name) is not str or "torch" not in sys.modules:
+            raise protocol.ProtocolViolation("a malformed module")
+        module = self.handles.get(ident)
+        if module is None:
+            module = self.handles[ident] = mirror.module_class()(self, ident, type_name[: protocol.MAX_NAME])
+        elif not isinstance(module, mirror.module_class()):
+            raise protocol.ProtocolViolation("a module that was not a module before")
+        module._grader_update(node, decoder)
+        return module
+
+    def input(self, index: int):
+        if not 0 <= index < len(self._inputs):
+            raise protocol.ProtocolViolation("a reference to an argument that was not passed")
+        return self._inputs[index]
+
+    def graph(self, output: int, tensor):
+        if self._record is None or output < 0:
+            return tensor  # nothing on this side needs its gradient
+        link = mirror.Link(self._record, output, tensor)
+        return mirror.boundary().apply(link, *self._record.leaves)
 
 
 class _Pickler(pickle.Pickler):
+    """Pickles a request: the student's objects and mirrored tensors go as references, the tests' own
+    tensors as detached copies with their requires_grad (arguments are numbered in `inputs`)."""
+
+    def __init__(self, file, channel: Channel):
+        super().__init__(file, protocol=5)
+        self.channel = channel
+        self.inputs: list = []
+        self.grads: list[bool] = []
+        self.index: dict[int, int] = {}
+        self.copies: set[int] = set()
+        self.keep: list = []
+        torch = sys.modules.get("torch")
+        self.torch, self.grad = torch, torch is not None and torch.is_grad_enabled()
+
     def persistent_id(self, obj):
-        # Student objects go back as references, resolved in S to the objects themselves.
         if isinstance(obj, Handle):
-            return ("handle", object.__getattribute__(obj, "_id"))
+            return ("handle", _live_id(obj))
+        if isinstance(obj, ModuleProxy):
+            return ("handle", _live_id(obj.__dict__["_grader_handle"]))
         if isinstance(obj, Missing):
             obj()
-        return None
+        torch = self.torch
+        if torch is None or not isinstance(obj, torch.Tensor) or id(obj) in self.copies:
+            if torch is not None and isinstance(obj, mirror.module_class()):
+                channel, ident = obj._grader_live()
+                return ("handle", ident)
+            return None
+        tid = self.channel.mirrors.tids.get(id(obj))
+        if tid is not None:
+            return ("tensor", tid)
+        if isinstance(obj, torch.nn.Parameter):
+            return None  # the tests' own parameters (of their own modules) go by value
+        index = self.index.get(id(obj))
+        if index is None:
+            index = self.index[id(obj)] = len(self.inputs)
+            self.inputs.append(obj)
+            self.grads.append(bool(self.grad and obj.requires_grad))
+        copy = obj.detach()
+        self.copies.add(id(copy))
+        self.keep.append(copy)  # so that no other object takes its id while pickling
+        return ("input", index, copy, self.grads[index])
+
+
+def _live_id(handle: "Handle") -> int:
+    """The handle's number in the current S, looking it up again by name after a restart."""
+    channel = object.__getattribute__(handle, "_channel")
+    if object.__getattribute__(handle, "_generation") != channel.generation:
+        channel.resolve(handle)
+    return object.__getattribute__(handle, "_id")
 
 
 def _copy_back(arrays: list, mutated, decoder: protocol.Decoder) -> None:
@@ -172,39 +383,43 @@ def _refused(self, *args):
 
 
 class Handle:
-    """A reference to an object that lives in S; only getattr, call, iter, next, len and items reach it."""
+    """A reference to an object that lives in S; only getattr, call, iter, next, len and items reach it.
 
-    __slots__ = ("_channel", "_id", "_type")
+    `_path` names how it was reached from a module (("submission", "relu")), so that it can be found
+    again in a restarted S; objects made by calls have none.
+    """
+
+    __slots__ = ("_channel", "_id", "_type", "_path", "_generation", "_package")
 
     def __init__(self, channel: Channel, ident: int, type_name: str):
         object.__setattr__(self, "_channel", channel)
         object.__setattr__(self, "_id", ident)
         object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_path", None)
+        object.__setattr__(self, "_generation", channel.generation)
+        object.__setattr__(self, "_package", False)
 
     def _request(self, op: str, **fields):
         __tracebackhide__ = True
-        return object.__getattribute__(self, "_channel").request(
-            {"op": op, "id": object.__getattribute__(self, "_id"), **fields}
-        )
+        channel = object.__getattribute__(self, "_channel")
+        return channel.request({"op": op, "id": _live_id(self), **fields})
 
     def __getattr__(self, name: str):
         __tracebackhide__ = True
         if name.startswith("__") and name.endswith("__") and name not in FORWARDED_DUNDERS:
             raise AttributeError(name)
-        return self._request("getattr", name=name)
+        value = self._request("getattr", name=name)
+        path = object.__getattribute__(self, "_path")
+        if path is not None and isinstance(value, Handle) and object.__getattribute__(value, "_path") is None:
+            object.__setattr__(value, "_path", (*path, name))
+        return value
 
     def __setattr__(self, name, value):
         raise AttributeError("tests cannot set attributes on the student's objects")
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
-        arrays: list = []
-        protocol.walk_arrays((args, kwargs), arrays.append, lambda obj: isinstance(obj, Handle | Missing))
-        channel = object.__getattribute__(self, "_channel")
-        return channel.request(
-            {"op": "call", "id": object.__getattribute__(self, "_id"), "args": args, "kwargs": kwargs},
-            arrays=arrays,
-        )
+        return object.__getattribute__(self, "_channel").call(_live_id(self), args, kwargs)
 
     def __iter__(self):
         __tracebackhide__ = True
@@ -252,29 +467,75 @@ class Handle:
         raise TypeError("a student's object can only be passed to the student's own functions")
 
 
-class ModuleProxy(Handle):
-    """A student module; a package also answers __path__ so that its submodules can be imported."""
+def _resolve(channel: Channel, handle: Handle) -> None:
+    """Find a handle's object again, by its path, in a restarted S."""
+    path = object.__getattribute__(handle, "_path")
+    if path is None:
+        raise exception_class("RuntimeError", "RuntimeError")(
+            LOST.format(what=f"{object.__getattribute__(handle, '_type')} object")
+        )
+    value = channel.request({"op": "import", "id": None, "name": path[0]})
+    for name in path[1:]:
+        if not isinstance(value, Handle):
+            break
+        value = channel.request({"op": "getattr", "id": object.__getattribute__(value, "_id"), "name": name})
+    if not isinstance(value, Handle):
+        raise exception_class("AttributeError", "AttributeError")(
+            f"AttributeError: {'.'.join(path)} is no longer what it was before your code's process restarted"
+        )
+    ident = object.__getattribute__(value, "_id")
+    object.__setattr__(handle, "_id", ident)
+    object.__setattr__(handle, "_generation", channel.generation)
+    channel.handles[ident] = handle
 
-    __slots__ = ("_package",)
 
-    def __init__(self, channel: Channel, ident: int, package: bool):
-        super().__init__(channel, ident, "module")
-        object.__setattr__(self, "_package", package)
+Channel.resolve = _resolve
+
+
+class ModuleProxy(types.ModuleType):
+    """A student module in the tests' sys.modules: a real module object (so that the import system,
+    `import pkg.sub` and `from pkg.sub import f` work) whose missing attributes are asked of S."""
+
+    def __init__(self, name: str, handle: Handle, channel: Channel):
+        super().__init__(name)
+        package = object.__getattribute__(handle, "_package")
+        object.__setattr__(handle, "_path", (name,))
+        self.__dict__["_grader_handle"] = handle
+        self.__dict__["_grader_channel"] = channel
+        self.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=package)
+        if package:
+            self.__path__ = []
 
     def __getattr__(self, name: str):
         __tracebackhide__ = True
-        if name == "__path__" and object.__getattribute__(self, "_package"):
-            return []
+        if name.startswith("__") and name.endswith("__") and name not in FORWARDED_DUNDERS:
+            raise AttributeError(name)
+        handle, channel = self.__dict__["_grader_handle"], self.__dict__["_grader_channel"]
         try:
-            return super().__getattr__(name)
+            try:
+                return getattr(handle, name)
+            except AttributeError:
+                if self.__name__ != "submission" or not channel.failed_cells:
+                    raise
+                raise _missing_after_cells(name, channel.failed_cells) from None
         except (AttributeError, SubmissionError, HarnessStop) as exc:
-            channel = object.__getattribute__(self, "_channel")
             # `from submission import softmax` at the top of a test file: a missing function (or one the
             # student's code fails to give, or a crash) fails the tests that use it, instead of making the
             # whole file a collection error, which would be reported as ours.
             if channel.collecting and not name.startswith("_"):
-                return Missing(name, None if isinstance(exc, AttributeError) else exc)
+                plain = isinstance(exc, AttributeError) and not channel.failed_cells
+                return Missing(name, None if plain else exc)
             raise
+
+    def __repr__(self) -> str:
+        return f"<student's module {self.__name__!r}>"
+
+
+def _missing_after_cells(name: str, failed: list[tuple[int, str]]) -> BaseException:
+    cells = "; ".join(f"cell {cell} raised an error ({message.splitlines()[0]})" for cell, message in failed)
+    return exception_class("AttributeError", "AttributeError")(
+        f"AttributeError: your submission has no attribute {name!r}: {cells}, so what it defines is missing"
+    )
 
 
 class Missing:
@@ -320,8 +581,18 @@ class Inert:
     __path__: list = []
 
 
+def no_submission_module() -> Missing:
+    """What `import submission` gives when the upload has no submission.py."""
+    error = exception_class("ModuleNotFoundError", "ModuleNotFoundError")(
+        "ModuleNotFoundError: your upload has no submission.py, which these tests import"
+    )
+    return Missing("submission", error)
+
+
 class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports the student's other modules (`from model import Net`) as proxies, last on sys.meta_path."""
+    """Imports the student's other modules (`from model import Net`, `import pkg.sub`) as proxies, last
+    on sys.meta_path, so that an installed package of the same name always wins. The names are the
+    worker's list of the upload's files, not anything S says."""
 
     def __init__(self, channel: Channel | None, names: set[str]):
         self.channel, self.names = channel, names
@@ -335,11 +606,14 @@ class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if self.channel is None:
             return Inert()
         try:
-            return self.channel.request({"op": "import", "id": None, "name": spec.name})
+            handle = self.channel.request({"op": "import", "id": None, "name": spec.name})
+            if not isinstance(handle, Handle) or object.__getattribute__(handle, "_type") != "module":
+                raise self.channel.violation(f"the student's module {spec.name} is not a module")
         except (SubmissionError, HarnessStop) as exc:
             if not self.channel.collecting:
                 raise
             return Missing(spec.name, exc)  # the tests that use the module fail, not the collection
+        return ModuleProxy(spec.name, handle, self.channel)
 
     def exec_module(self, module):
         pass

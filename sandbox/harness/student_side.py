@@ -1,12 +1,15 @@
 """Student side (S): import the student's code, run what the tests side asks, answer with plain data.
 
-Run as `python3 -I student_side.py HOST PORT` in the submission's folder. Nothing here is trusted by
-the tests side: it checks every reply. This file only keeps an honest submission's answers faithful.
+Run as `python3 -I student_side.py HOST PORT CONFIG` in the submission's folder; CONFIG is a JSON file
+the worker writes: the reply size limit and, for a notebook, the line span of each cell. Nothing here
+is trusted by the tests side: it checks every reply. This file only keeps an honest submission's
+answers faithful, autograd included (see _grader_harness.mirror for the tensors both sides keep).
 """
 
 import hashlib
 import importlib
 import io
+import json
 import os
 import pickle
 import random
@@ -32,42 +35,58 @@ def _bootstrap() -> None:
 class Server:
     """Answers requests from the tests side on the one connection."""
 
-    def __init__(self, conn: socket.socket, work: str):
+    def __init__(self, conn: socket.socket, work: str, config: dict):
+        from _grader_harness.mirror import Tensors
+
         self.conn, self.work = conn, work
         self.objects: dict[int, object] = {}  # handle id -> the object, kept alive for the tests
         self.ids: dict[int, int] = {}  # id(object) -> handle id
-        self.max_bytes = 64 * 2**20  # until H says its limit
+        self.max_bytes = int(config.get("max_bytes", 64 * 2**20))
+        self.cells = config.get("cells") or []
         self.pid = os.getpid()
+        self.tensors = Tensors()  # the student's tensors and modules that the tests side mirrors
+        self.records: dict[int, tuple[list, list]] = {}  # a call's outputs and leaves, for backward
+        self.inputs: list = []  # the tensors the current request brought, by index
+        self.input_grads: list[bool] = []  # whether each required grad on the tests side
 
-    def handle_of(self, obj) -> tuple[int, str]:
-        """The handle number and type name by which the tests side refers to obj."""
+    def refer(self, obj, buffers: list) -> dict | None:
+        """How the tests side refers to obj: a mirrored tensor or module, a handle; None: send its value."""
+        from _grader_harness import protocol
+
+        if self.tensors.is_tensor(obj) and protocol.is_array(obj):
+            return self.tensors.claim(obj, buffers, self.inputs)
         if id(obj) not in self.ids:
             self.ids[id(obj)] = len(self.objects)
             self.objects[len(self.objects)] = obj
+        ident = self.ids[id(obj)]
         if isinstance(obj, types.ModuleType):
             # vars(), not hasattr(): a student's module-level __getattr__ may raise anything.
-            return self.ids[id(obj)], "package" if "__path__" in vars(obj) else "module"
-        return self.ids[id(obj)], type(obj).__name__
+            return {"t": "handle", "id": ident, "type": "package" if "__path__" in vars(obj) else "module"}
+        if self.tensors.is_module(obj):
+            return self.tensors.module_node(obj, ident, self.refer, buffers)
+        return {"t": "handle", "id": ident, "type": type(obj).__name__[:200]}
 
     def ready(self) -> None:
         """Import the student's submission module and tell the tests side how it went."""
-        from _grader_harness import protocol
-
-        names = sorted(self._module_names())
-        try:
-            module = importlib.import_module("submission")
-        except BaseException as exc:  # noqa: BLE001 - sys.exit() at import is the student's failure too
-            self.send({"kind": "ready", "modules": names, "error": self.error_of(exc)})
+        if not os.path.isfile(os.path.join(self.work, "submission.py")):
+            self.send({"kind": "ready", "module": None})
             return
-        self.send({"kind": "ready", "modules": names, "module": protocol.encode(module, [], self.handle_of)})
+        try:
+            module, failed = self.import_submission()
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() at import is the student's failure too
+            self.send({"kind": "ready", "error": self.error_of(exc)})
+            return
+        body = {"kind": "ready", "module": self.refer(module, [])}
+        body["cells"] = [[cell, self.error_of(exc)] for cell, exc in failed]
+        self.send(body)
 
-    def _module_names(self):
-        for entry in os.listdir(self.work):
-            path = os.path.join(self.work, entry)
-            if entry.endswith(".py") and entry[:-3].isidentifier():
-                yield entry[:-3]
-            elif entry.isidentifier() and os.path.isfile(os.path.join(path, "__init__.py")):
-                yield entry
+    def import_submission(self):
+        """submission.py as a module: a notebook's cell by cell (past cells that raise), else imported."""
+        if not self.cells:
+            return importlib.import_module("submission"), []
+        from _grader_harness.cells import load_notebook_module
+
+        return load_notebook_module(os.path.join(self.work, "submission.py"), self.cells)
 
     def serve(self) -> None:
         """Answer requests until the tests side hangs up."""
@@ -78,22 +97,33 @@ class Server:
                 frames = protocol.recv(self.conn, 2**62)  # from the trusted side: no limit
             except (protocol.Closed, OSError):
                 return
-            unpickler = _Unpickler(io.BytesIO(frames[0]), self.objects)
+            self.inputs, self.input_grads = [], []
+            unpickler = _Unpickler(io.BytesIO(frames[0]), self)
             try:
                 message = unpickler.load()
-                self.send(self.answer(message, unpickler.resolved))
+                message["graph"] = pickle.loads(frames[1]) if len(frames) > 1 else None
+                self.tensors.apply(message.get("sync", []))
+                for record in message.get("release", []):
+                    self.records.pop(record, None)
+                body = self.answer(message, unpickler.resolved)
             except StopIteration:
-                self.send({"kind": "stop"})
+                body = {"kind": "stop"}
             except BaseException as exc:  # noqa: BLE001 - SystemExit in a call only ends the call
-                self.send({"kind": "error", "error": self.error_of(exc)})
+                body = {"kind": "error", "error": self.error_of(exc)}
+            self.send(body)
 
     def answer(self, message: dict, resolved: set[int]) -> dict:
         op = message["op"]
         target = self.objects.get(message["id"])
         if op == "call":
-            return self.call(target, message["args"], message["kwargs"], resolved)
+            return self.call(target, message, resolved)
+        if op == "backward":
+            return {"kind": "value", "value": self.backward(message)}
         if op == "getattr":
             value = getattr(target, message["name"])
+        elif op == "setattr":
+            setattr(target, message["name"], message["value"])
+            value = None
         elif op == "import":
             value = importlib.import_module(message["name"])
         elif op == "getitem":
@@ -107,25 +137,52 @@ class Server:
             value = iter(target)
         elif op == "next":
             value = next(target)
-        elif op == "limits":
-            self.max_bytes = int(message["max_bytes"])
-            value = None
         elif op == "seed":
             value = _seed(message["seed"])
         else:
             raise ValueError(f"unknown request {op!r}")
         return {"kind": "value", "value": value}
 
-    def call(self, function, args, kwargs, resolved: set[int]) -> dict:
+    def call(self, function, message: dict, resolved: set[int]) -> dict:
         from _grader_harness import protocol
 
+        args, kwargs = message["args"], message["kwargs"]
         arrays: list = []
         protocol.walk_arrays((args, kwargs), arrays.append, lambda obj: id(obj) in resolved)
         before = [_digest(array) for array in arrays]
-        value = function(*args, **kwargs)
+        torch = sys.modules.get("torch")
+        if torch is not None and "grad" in message:
+            with torch.set_grad_enabled(bool(message["grad"])):
+                value = function(*args, **kwargs)
+        else:
+            value = function(*args, **kwargs)
         # Only the arrays the student changed go back, so big read-only inputs cost nothing.
         mutated = [[i, array] for i, array in enumerate(arrays) if _digest(array) != before[i]]
-        return {"kind": "value", "value": value, "mutated": mutated}
+        body = {"kind": "value", "value": value, "mutated": mutated}
+        if message.get("graph") is not None:
+            # Tensors that carry a graph go back tagged: the tests side's backward asks for their gradients.
+            leaves = [x for x, grad in zip(self.inputs, self.input_grads, strict=True) if grad]
+            leaves += [self.tensors.tensor(tid) for tid in message["graph"]["tensors"]]
+            body["record"] = (message["graph"]["id"], leaves)
+        return body
+
+    def backward(self, message: dict) -> list:
+        """The gradients of a recorded call's leaves, given the gradient of one of its outputs."""
+        torch = sys.modules["torch"]
+        outputs, leaves = self.records[message["record"]]
+        output = outputs[message["output"]]
+        wanted = [i for i, leaf in enumerate(leaves) if leaf.requires_grad]
+        grads = torch.autograd.grad(
+            [output],
+            [leaves[i] for i in wanted],
+            grad_outputs=[message["grad"].to(output.device)],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        result: list = [None] * len(leaves)
+        for i, grad in zip(wanted, grads, strict=True):
+            result[i] = grad
+        return result
 
     def send(self, body: dict) -> None:
         """Encode the body's values as plain data (handles for the rest) and send it."""
@@ -136,13 +193,21 @@ class Server:
             # here: a second writer would garble the connection, so it ends quietly.
             os._exit(0)
         buffers: list = []
+        record = body.pop("record", None)
         try:
+            outputs: list = []
             if "value" in body:
-                body["value"] = self.encode(body["value"], buffers)
+                tag = None
+                if record is not None:
+                    tag = self._tagger(outputs)
+                body["value"] = self.encode(body["value"], buffers, tag)
+                if outputs:
+                    self.records[record[0]] = (outputs, record[1])
             if "mutated" in body:
-                body["mutated"] = [
-                    [i, protocol.encode(array, buffers, self.handle_of)] for i, array in body["mutated"]
-                ]
+                body["mutated"] = [[i, protocol.array_node(array, buffers)] for i, array in body["mutated"]]
+            changed = self.tensors.changed(self.refer, buffers)
+            if changed:
+                body["changed"] = changed
             head = protocol.header(body)
             size = len(head) + sum(memoryview(b).nbytes for b in buffers)
             if size > self.max_bytes - 2**20:
@@ -160,15 +225,26 @@ class Server:
             head = protocol.header(body)
         protocol.send(self.conn, [head, *buffers])
 
-    def encode(self, value, buffers: list):
+    def _tagger(self, outputs: list):
+        def tag(tensor):
+            if tensor.requires_grad and tensor.grad_fn is not None:
+                outputs.append(tensor)
+                return len(outputs) - 1
+            return None
+
+        return tag
+
+    def encode(self, value, buffers: list, tag=None):
         from _grader_harness import protocol
 
+        mark = len(buffers)
         try:
-            return protocol.encode(value, buffers, self.handle_of)
+            return protocol.encode(value, buffers, self.refer, tag=tag)
         except (protocol.TooDeep, RecursionError):
-            del buffers[:]
-            ident, type_name = self.handle_of(value)
-            return {"t": "handle", "id": ident, "type": type_name}
+            del buffers[mark:]
+            ident = self.ids.setdefault(id(value), len(self.objects))
+            self.objects[ident] = value
+            return {"t": "handle", "id": ident, "type": type(value).__name__[:200]}
 
     def error_of(self, exc: BaseException) -> dict:
         """An exception as plain data, with only the frames that are in the student's files."""
@@ -208,14 +284,27 @@ class ResultTooLarge(Exception):
 
 
 class _Unpickler(pickle.Unpickler):
-    """Unpickles a request, turning handle references back into the student's objects."""
+    """Unpickles a request: handle references become the student's objects, mirrored tensors the
+    student's own tensors, and the tests' tensors fresh leaves (requiring grad where the tests' did)."""
 
-    def __init__(self, file, objects: dict):
+    def __init__(self, file, server: Server):
         super().__init__(file)
-        self.objects, self.resolved = objects, set()
+        self.server, self.resolved = server, set()
 
     def persistent_load(self, pid):
-        obj = self.objects[pid[1]]
+        kind = pid[0]
+        if kind == "handle":
+            obj = self.server.objects[pid[1]]
+        elif kind == "tensor":
+            obj = self.server.tensors.tensor(pid[1])
+        else:  # ("input", index, tensor, requires_grad): one of the tests' own tensors
+            _, index, obj, requires_grad = pid
+            if requires_grad:
+                obj.requires_grad_(True)
+            while len(self.server.inputs) <= index:
+                self.server.inputs.append(None)
+                self.server.input_grads.append(False)
+            self.server.inputs[index], self.server.input_grads[index] = obj, bool(requires_grad)
         self.resolved.add(id(obj))
         return obj
 
@@ -238,12 +327,14 @@ def _seed(seed: int) -> None:
 def main(argv: list[str]) -> None:
     # Listen before any student code runs, and take only the first connection: the tests side's.
     server = socket.create_server((argv[1], int(argv[2])))
+    with open(argv[3], encoding="utf-8") as file:
+        config = json.load(file)
     conn, _ = server.accept()
     server.close()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     work = os.path.abspath(os.getcwd())
     sys.path.insert(0, work)
-    side = Server(conn, work)
+    side = Server(conn, work, config)
     side.ready()
     side.serve()
     # Threads the student started must not keep S alive after the tests side is done.

@@ -26,49 +26,25 @@ def _bootstrap() -> None:
     spec.loader.exec_module(package)
 
 
-def connect(host: str, port: int, timeout_s: float) -> socket.socket:
-    """Connect to S, retrying while its container starts."""
-    give_up = time.monotonic() + timeout_s
-    while True:
-        try:
-            sock = socket.create_connection((host, port), timeout=1.0)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
-        except OSError:
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.05)
+def connector(host: str, base_port: int):
+    """connect(generation, give_up): a connection to that generation's S, retrying while it starts.
 
+    Each S (the first, and one per restart) listens on its own port, so that a new one never meets
+    the old one's connection.
+    """
 
-def handshake(channel, cells) -> tuple[object, set[str], str]:
-    """Wait for S to import the student's code: (the module proxy, module names, import error)."""
-    from _grader_harness import protocol, proxy
-    from _grader_harness.errors import EXITS, HarnessStop, check_error, describe
-
-    try:
-        body, decoder = channel.receive()
-        names = body.get("modules")
-        if type(names) is not list or not all(type(n) is str and n.isidentifier() for n in names):
-            raise protocol.ProtocolViolation("a bad list of the student's modules")
-        if body.get("kind") != "ready":
-            raise protocol.ProtocolViolation("no ready message")
-        if "error" in body:
+    def connect(generation: int, give_up: float) -> socket.socket:
+        while True:
             try:
-                error = check_error(body["error"])
-            except ValueError as exc:
-                raise protocol.ProtocolViolation(str(exc)) from None
-            if error["type"] in EXITS:
-                channel.on_flag(proxy.EXITED.format(what=EXITS[error["type"]], during=channel.during))
-            return proxy.Inert(), set(names), describe(error, cells, during="while being imported")
-        module = decoder.decode(body.get("module"))
-        if not isinstance(module, proxy.ModuleProxy):
-            raise protocol.ProtocolViolation("the student's module is not a module")
-        channel.request({"op": "limits", "id": None, "max_bytes": channel.max_bytes})
-        return module, set(names), ""
-    except protocol.ProtocolViolation as exc:
-        return proxy.Inert(), set(), str(channel.stop(proxy.Tampering(f"{proxy.TAMPERING}: {exc}")))
-    except HarnessStop as exc:
-        return proxy.Inert(), set(), str(exc).replace("during this test", "while being imported")
+                sock = socket.create_connection((host, base_port + generation), timeout=1.0)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return sock
+            except OSError:
+                if time.monotonic() > give_up:
+                    raise
+                time.sleep(0.05)
+
+    return connect
 
 
 def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
@@ -83,25 +59,36 @@ def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
         spec = json.load(file)
     os.chdir(grade)
     deadline = started + float(spec["deadline_s"])
-    try:
-        sock = connect(spec["student_host"], int(spec["student_port"]), float(spec["connect_timeout_s"]))
-    except OSError as exc:
-        return {
-            "kind": "infrastructure",
-            "code": "harness",
-            "message": f"could not connect to the submission's process: {exc}",
-        }
     cells = Cells(spec.get("cells") or [])
     channel = proxy.Channel(
-        sock,
+        connector(spec["student_host"], int(spec["student_port"])),
         deadline=deadline,
         deadline_s=float(spec["deadline_s"]),
         max_bytes=int(spec.get("max_message_bytes", 64 * 2**20)),
         cells=cells,
         on_flag=lambda text: text in flags or flags.append(text),
     )
-    module, names, import_error = handshake(channel, cells)
+    try:
+        channel.open(float(spec["connect_timeout_s"]))
+    except OSError as exc:
+        # S listens before any of the student's code runs; one that never does was stopped by what the
+        # upload holds (its files could not be unpacked, say), which is the student's to fix.
+        return {
+            "kind": "student",
+            "code": "start",
+            "message": f"your submission's process did not start, so no test could run ({exc})",
+        }
+    handle, import_error, failed_cells = channel.ready()
+    if import_error:
+        module = proxy.Inert()
+    elif handle is None:
+        module = proxy.no_submission_module()
+    else:
+        module = proxy.ModuleProxy("submission", handle, channel)
+    names = {str(name) for name in spec.get("student_modules", [])}
     proxy.install(None if import_error else channel, module, names)
+    for cell, message in failed_cells:
+        reporter.emit("cell", cell=cell, message=message[:2000])
     grader = plugin.GraderPlugin(
         reporter=reporter, channel=channel, import_error=import_error, spec=spec, deadline=deadline
     )
@@ -126,7 +113,8 @@ def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
         return {"kind": "infrastructure", "code": "harness", "message": "\n".join(grader.errors)[:4000]}
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
         return {"kind": "infrastructure", "code": "harness", "message": f"pytest stopped with {code!r}"}
-    sock.close()
+    if channel.sock is not None:
+        channel.sock.close()
     return None
 
 
@@ -136,7 +124,7 @@ def main(argv: list[str]) -> None:
     # Result lines go to a copy of the real stdout; fd 1 itself, which pytest captures and prints its
     # own report to, goes nowhere, so nothing but result lines reaches our stdout.
     reporter = Reporter(os.fdopen(os.dup(1), "w", encoding="utf-8"))
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    devnull = os.open(os.environ.get("GRADER_DEBUG_PYTEST_OUT", os.devnull), os.O_WRONLY | os.O_CREAT)
     os.dup2(devnull, 1)
     flags: list[str] = []
     try:
