@@ -17,7 +17,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from grader import csv_export
-from grader.models import User, WebSession
+from grader.models import ApiToken, User, WebSession
 
 # scrypt cost: 2**14 * 8 * 128 = 16 MiB and ~50 ms a check; enough for random secrets of 80 bits.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -62,6 +62,7 @@ _DUMMY_HASH = hash_secret(new_secret())
 
 
 def normalize_login(login: str) -> str:
+    """The one spelling of a student id or login: stored so, and applied to every id given to us."""
     return login.strip().lower()
 
 
@@ -318,15 +319,17 @@ class NoSuchAccount(Exception):
 
 
 def reset_secret(session: Session, *, login: str) -> str:
-    """Give an account a new secret and sign out its browsers; returns the new secret. The caller commits."""
+    """Give an account a new secret, sign out its browsers and revoke its API tokens; returns the new
+    secret. The caller commits."""
     user = session.scalar(select(User).where(User.login == normalize_login(login)))
     if user is None:
         raise NoSuchAccount(f"no account with the login {login!r}")
     secret = new_secret()
     user.secret_hash = hash_secret(secret)
     user.failed_signins, user.signin_locked_until = 0, None
-    # Whoever holds the old secret may be signed in with it: the reset must end that too.
+    # Whoever holds the old secret may be signed in with it, or have made a token: the reset ends both.
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
     session.flush()
     return secret
 

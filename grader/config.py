@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=10, ge=0)
     # Grading threads inside `grader serve` on the embedded default (no broker).
     embedded_workers: int = Field(default=1, ge=1, le=64)
+    # API tokens expire this long after `grader token create` (which takes --expires-in for another).
+    token_lifetime_days: int = Field(default=180, ge=1, le=3650)
 
     @field_validator("data_dir", "assignments_dir")
     @classmethod

@@ -22,11 +22,10 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `grader token create`")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> User:
+def current_user(session: SessionDep, credentials: BearerDep) -> User:
     user = auth.user_for_token(session=session, token=credentials.credentials) if credentials else None
     if user is None:
         raise HTTPException(

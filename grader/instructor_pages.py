@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from grader import display, gradebook, policies, submissions
+from grader import accounts, display, gradebook, policies, submissions
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import utcnow
@@ -193,6 +193,7 @@ def student_detail(
     session: Session, *, settings: Settings, login: str
 ) -> tuple[User, list[StudentAssignment]] | None:
     """Every submission of one student, per assignment, with their extensions."""
+    login = accounts.normalize_login(login)
     user = session.scalar(select(User).where(User.login == login, User.role == "student"))
     if user is None:
         return None

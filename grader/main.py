@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from grader.routes import assignments, gradebook, pages_common, submissions
+from grader.routes import assignments, gradebook, pages_common, submissions, tokens
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +14,7 @@ app = FastAPI(title="grader", description="Autograder for deep-learning homework
 app.include_router(submissions.router)
 app.include_router(assignments.router)
 app.include_router(gradebook.router)
+app.include_router(tokens.router)
 pages_common.install(app)  # the web pages for students and instructors
 
 

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from grader import accounts, auth
 from grader.config import get_settings
 from grader.db import session_factory
 from grader.main import app
-from grader.models import Submission, User
+from grader.models import ApiToken, Submission, User
 
 
 def zip_of(files: dict[str, str]) -> bytes:
@@ -77,7 +77,7 @@ def new_user(settings, login: str, role: str = "student", *, secret: str | None 
         user = auth.get_or_create_user(session=session, login=login, role=role)
         if secret is not None:
             user.secret_hash = accounts.hash_secret(secret)
-        token = auth.create_token(session=session, user=user)
+        token = auth.create_token(session=session, user=user, lifetime=timedelta(days=1))
         session.commit()
     return {"Authorization": f"Bearer {token}"}
 
@@ -330,3 +330,132 @@ def test_the_new_secrets_mail_merge_file_is_neutralised_too():
     row = accounts.RosterRow(line=2, login="s1", name="=1+1", email="@x")
     table = cells([accounts.secrets_csv([(row, "k7fq-9xm2")])])
     assert table[1] == ["s1", "'=1+1", "'@x", "k7fq-9xm2"]
+
+
+# ---- 8. tokens: revoke, expiry, one spelling of an id ----------------------------------------------------
+
+
+def cli(*args: str):
+    from typer.testing import CliRunner
+
+    from grader.cli import app as cli_app
+
+    return CliRunner().invoke(cli_app, list(args))
+
+
+def test_a_token_can_be_revoked_from_the_cli_and_the_api(service):
+    token = cli("token", "create", "--student", "s1").stdout.strip()
+    other = cli("token", "create", "--student", "s1").stdout.strip()
+    assert (
+        TestClient(app).get("/api/assignments", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    result = cli("token", "revoke", token)
+    assert result.exit_code == 0, result.output
+    assert (
+        TestClient(app).get("/api/assignments", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 401
+    )
+    # Revoking one leaves the others; the API revokes the token it is called with.
+    who = {"Authorization": f"Bearer {other}"}
+    assert TestClient(app).get("/api/assignments", headers=who).status_code == 200
+    assert TestClient(app).delete("/api/token", headers=who).status_code == 204
+    assert TestClient(app).get("/api/assignments", headers=who).status_code == 401
+    # All of an account's tokens at once.
+    tokens = [cli("token", "create", "--student", "s2").stdout.strip() for _ in range(2)]
+    result = cli("token", "revoke", "--login", "S2")
+    assert result.exit_code == 0 and "2" in result.output
+    for token in tokens:
+        assert (
+            TestClient(app).get("/api/assignments", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 401
+        )
+    assert cli("token", "revoke", "grd_no-such-token").exit_code == 1
+
+
+def test_tokens_expire(service, monkeypatch):
+    token = cli("token", "create", "--student", "s1", "--expires-in", "2h").stdout.strip()
+    with session_factory(service)() as session:
+        row = session.scalar(select(ApiToken))
+        assert timedelta(minutes=119) < row.expires_at - datetime.now(UTC) <= timedelta(hours=2)
+        session.execute(update(ApiToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+    assert (
+        TestClient(app).get("/api/assignments", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 401
+    )
+    # The default lifetime is a setting.
+    monkeypatch.setenv("GRADER_TOKEN_LIFETIME_DAYS", "30")
+    get_settings.cache_clear()
+    cli("token", "create", "--student", "s3")
+    with session_factory(get_settings())() as session:
+        newest = session.scalar(select(ApiToken).order_by(ApiToken.id.desc()))
+        assert timedelta(days=29, hours=23) < newest.expires_at - datetime.now(UTC) <= timedelta(days=30)
+    assert cli("token", "create", "--student", "s1", "--expires-in", "soon").exit_code == 2
+
+
+def test_resetting_a_secret_revokes_the_students_tokens(service):
+    token = cli("token", "create", "--student", "s1").stdout.strip()
+    with session_factory(service)() as session:
+        session.scalar(select(User).where(User.login == "s1")).secret_hash = accounts.hash_secret("x")
+        session.commit()
+    assert cli("roster", "reset-secret", "s1").exit_code == 0
+    assert (
+        TestClient(app).get("/api/assignments", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 401
+    )
+
+
+def test_a_student_id_has_one_spelling_everywhere(service, tmp_path):
+    token = cli("token", "create", "--student", " S123 ").stdout.strip()
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Student ID,Name,Email\nS123,Ada Lovelace,ada@example.edu\n")
+    assert cli("roster", "import", str(roster)).exit_code == 0
+    with session_factory(service)() as session:
+        assert session.scalars(select(User.login)).all() == ["s123"]
+    who = {"Authorization": f"Bearer {token}"}
+    assert post_upload(who).status_code == 202
+    prof = new_user(service, "prof", "instructor")
+    response = TestClient(app).post(
+        "/api/submissions",
+        headers=prof,
+        data={"assignment": "add-one", "student": "S123"},
+        files={"file": ("hw.zip", PASSES)},
+    )
+    assert response.status_code == 202 and response.json()["student"] == "s123"
+    listed = TestClient(app).get("/api/submissions?student=S123", headers=prof).json()
+    assert len(listed) == 2
+    regrade = TestClient(app).post("/api/assignments/add-one/regrade?student=S123", headers=prof)
+    assert regrade.json() == {"queued": 2}
+
+
+def test_the_migration_gives_old_tokens_an_expiry_and_respells_logins(tmp_path):
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from grader import db
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db.migrate(url, "0003")
+    created = datetime.now(UTC) - timedelta(days=200)
+    with db.get_engine(url).begin() as connection:
+        for login in ("S123", "s9", " X7 ", "x7"):
+            connection.execute(
+                text(
+                    "INSERT INTO users (login, name, email, role, failed_signins, created_at) "
+                    "VALUES (:login, '', '', 'student', 0, :at)"
+                ),
+                {"login": login, "at": created.replace(tzinfo=None)},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO api_tokens (token_sha256, user_id, created_at, revoked) VALUES ('ab', 1, :at, 0)"
+            ),
+            {"at": created.replace(tzinfo=None)},
+        )
+    db.migrate(url)
+    with Session(db.get_engine(url)) as session:
+        assert sorted(session.scalars(select(User.login))) == [" X7 ", "s123", "s9", "x7"]  # a clash stays
+        token = session.scalar(select(ApiToken))
+        assert abs(token.expires_at - (created + timedelta(days=180))) < timedelta(seconds=1)
+    db.get_engine(url).dispose()

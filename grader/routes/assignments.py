@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
 from grader import dispatch, policies, views
+from grader.accounts import normalize_login
 from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
 from grader.models import SmokeRun, Submission, User
 from grader.schemas import AssignmentOut, RegradeOut, SmokeIn, SmokeOut
@@ -38,7 +39,7 @@ def regrade(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
     query = select(Submission.id).where(Submission.assignment == slug)
     if student is not None:
-        user_id = session.scalar(select(User.id).where(User.login == student))
+        user_id = session.scalar(select(User.id).where(User.login == normalize_login(student)))
         if user_id is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {student!r}")
         query = query.where(Submission.user_id == user_id)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from grader import dispatch, views
+from grader.accounts import normalize_login
 from grader.deps import AssignmentsDep, CurrentUser, SessionDep, SettingsDep
 from grader.models import Submission, User
 from grader.routes.forms import BadForm, TooLarge, receive_form
@@ -103,10 +104,10 @@ async def submit(
 
 def _accept(session, settings, user, assignment, on_behalf, filename, data) -> SubmissionOut:
     student = user
-    if on_behalf and on_behalf != user.login:
+    if on_behalf and normalize_login(on_behalf) != user.login:
         if not user.is_instructor:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only instructors may submit for another student")
-        student = session.scalar(select(User).where(User.login == on_behalf))
+        student = session.scalar(select(User).where(User.login == normalize_login(on_behalf)))
         if student is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {on_behalf!r}")
     try:
@@ -154,7 +155,7 @@ def list_submissions(
     if not user.is_instructor:
         query = query.where(Submission.user_id == user.id)
     elif student:
-        query = query.where(User.login == student)
+        query = query.where(User.login == normalize_login(student))
     if assignment:
         query = query.where(Submission.assignment == assignment)
     return [
