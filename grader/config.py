@@ -31,8 +31,9 @@ class Settings(BaseSettings):
 
     # The grading service. A worker holds a lease on the submission it grades and renews it every
     # lease_s/3; an expired lease means the worker died, and the sweeper (every sweep_interval_s)
-    # re-enqueues the submission. A queued submission whose task did not reach the broker, or was
-    # sent more than requeue_after_s ago and never started, is sent again.
+    # re-enqueues the submission. A queued submission whose task did not reach the broker, or that
+    # the broker lost (Redis: checked on every sweep), is sent again; with a broker whose queues
+    # cannot be read, once it was sent more than requeue_after_s ago and never started.
     lease_s: int = Field(default=60, ge=2)
     sweep_interval_s: float = Field(default=15, gt=0)
     requeue_after_s: int = Field(default=600, ge=1)

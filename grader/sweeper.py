@@ -56,7 +56,7 @@ def _remove_containers(settings: Settings, submission_ids: list[str]) -> None:
 
 def sweep(*, settings: Settings) -> dict[str, int]:
     """One pass: take submissions back from workers whose lease expired, send again what never reached
-    a broker (or was sent long ago and never started), remove containers nobody owns."""
+    a broker or what the broker lost, remove containers nobody owns."""
     now = utcnow()
     with session_factory(settings)() as session:
         expired = list(
@@ -85,19 +85,27 @@ def sweep(*, settings: Settings) -> dict[str, int]:
             ).rowcount
         session.commit()
 
-        stale = session.execute(
-            select(Submission.id, Submission.queue).where(
+        settled = now - timedelta(seconds=SEND_GRACE_S)
+        waiting = session.execute(
+            select(Submission.id, Submission.queue, Submission.enqueued_at).where(
                 Submission.status == "queued",
                 or_(
-                    and_(
-                        Submission.enqueued_at.is_(None),
-                        Submission.submitted_at < now - timedelta(seconds=SEND_GRACE_S),
-                    ),
-                    Submission.enqueued_at < now - timedelta(seconds=settings.requeue_after_s),
+                    and_(Submission.enqueued_at.is_(None), Submission.submitted_at < settled),
+                    Submission.enqueued_at < settled,
                 ),
             )
         ).all()
-        sent = dispatch.enqueue(session=session, settings=settings, submissions=[tuple(row) for row in stale])
+        # Sent ones are sent again when the broker no longer holds their task (a Redis restart or
+        # flush loses its queues); when that cannot be known, once they have waited requeue_after_s.
+        held = dispatch.held_by_broker(settings) if any(row.enqueued_at for row in waiting) else None
+        long_ago = now - timedelta(seconds=settings.requeue_after_s)
+        stale = [
+            (row.id, row.queue)
+            for row in waiting
+            if row.enqueued_at is None
+            or (row.id not in held if held is not None else row.enqueued_at < long_ago)
+        ]
+        sent = dispatch.enqueue(session=session, settings=settings, submissions=stale)
 
     if requeued or stale:
         log.info(

@@ -8,6 +8,7 @@ both SQLite (the embedded default) and PostgreSQL.
 import csv
 import io
 import json
+import subprocess
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -459,3 +460,62 @@ def test_the_migration_gives_old_tokens_an_expiry_and_respells_logins(tmp_path):
         token = session.scalar(select(ApiToken))
         assert abs(token.expires_at - (created + timedelta(days=180))) < timedelta(seconds=1)
     db.get_engine(url).dispose()
+
+
+# ---- 9. a broker that lost its queue ---------------------------------------------------------------------
+
+
+def redis(*args: str) -> str:
+    return subprocess.run(["redis-cli", "-n", "15", *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_queued_submissions_the_broker_lost_are_sent_again_at_the_next_sweep(
+    sqlite_url, tmp_path, redis_broker
+):
+    from grader import dispatch, sweeper
+    from grader.config import Settings
+
+    settings = Settings(database_url=sqlite_url, broker_url=redis_broker, data_dir=tmp_path / "data")
+    with session_factory(settings)() as session:
+        user = User(login="s1", role="student")
+        session.add(user)
+        session.flush()
+        subs = [
+            Submission(
+                user_id=user.id,
+                assignment="add-one",
+                sha256="0" * 64,
+                filename="hw.zip",
+                format="zip",
+                submitted_at=datetime.now(UTC) - timedelta(minutes=1),
+            )
+            for _ in range(3)
+        ]
+        session.add_all(subs)
+        session.commit()
+        assert (
+            dispatch.enqueue(session=session, settings=settings, submissions=[(s.id, "cpu") for s in subs])
+            == 3
+        )
+
+    def sent_long_ago() -> None:
+        # Older than the grace a fresh send gets, far younger than requeue_after_s.
+        with session_factory(settings)() as session:
+            session.execute(update(Submission).values(enqueued_at=datetime.now(UTC) - timedelta(seconds=30)))
+            session.commit()
+
+    sent_long_ago()
+    # Everything is in the broker: nothing is sent twice.
+    assert sweeper.sweep(settings=settings)["sent"] == 0
+    assert redis("llen", "cpu").strip() == "3"
+    # One task was delivered to a worker, which has not acknowledged it yet: still held.
+    message = redis("rpop", "cpu").strip()
+    redis("hset", "unacked", "tag-1", json.dumps([json.loads(message), "", "cpu"]))
+    assert sweeper.sweep(settings=settings)["sent"] == 0
+    # The broker restarts empty: each lost task is sent again at the next sweep, once.
+    redis("flushdb")
+    assert sweeper.sweep(settings=settings)["sent"] == 3
+    assert redis("llen", "cpu").strip() == "3"
+    sent_long_ago()
+    assert sweeper.sweep(settings=settings)["sent"] == 0
+    assert redis("llen", "cpu").strip() == "3"
