@@ -219,6 +219,7 @@ def _environment(box) -> dict[str, str]:
     return {
         "HOME": "/tmp",
         "MPLCONFIGDIR": "/tmp",
+        "MPLBACKEND": "Agg",  # no screen: plt.show() does nothing, savefig works
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
