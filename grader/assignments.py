@@ -168,6 +168,10 @@ class Assignment:
     def starter_dir(self) -> Path:
         return self.path / "starter"
 
+    @property
+    def requirements_file(self) -> Path:
+        return self.path / "requirements.txt"
+
 
 def _problems_from(exc: ValidationError, file: str) -> list[Problem]:
     return [
@@ -241,7 +245,28 @@ def validate_folder(path: Path) -> list[Problem]:
                 problems.append(Problem(str(source.relative_to(path)), f"line {exc.lineno}", exc.msg))
     problems += _solution_problems(path / "solution", "solution")
     problems += _solution_problems(path / "starter", "starter")
+    problems += _requirements_problems(path / "requirements.txt")
     return problems
+
+
+def _requirements_problems(path: Path) -> list[Problem]:
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Problem("requirements.txt", "", f"cannot be read as UTF-8 text: {exc}")]
+    # The derived image is cached by this file's bytes: an option, an include or a local path would
+    # change what gets installed without changing them.
+    return [
+        Problem(
+            "requirements.txt",
+            f"line {number}",
+            "only requirements such as `einops==0.8.1`: no pip options, includes or local paths",
+        )
+        for number, line in enumerate(lines, 1)
+        if line.strip().startswith(("-", ".", "/"))
+    ]
 
 
 def load_assignment(path: Path) -> Assignment:

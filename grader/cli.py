@@ -91,12 +91,30 @@ def grade(
     raise typer.Exit(0 if result.status == "graded" else 1)
 
 
+def build_image(assignment) -> str | None:
+    """Build the image that adds the assignment's requirements.txt, unless it exists; None, or the problem."""
+    from grader import images, sandbox
+
+    def progress(line: str) -> None:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        images.build(assignment, settings=get_settings(), progress=progress)
+    except images.BuildFailed as exc:
+        return f"requirements.txt: {exc}"
+    except sandbox.SandboxUnavailable as exc:
+        return f"requirements.txt: cannot build its image: {exc.message}"
+    return None
+
+
 def check_folder(path: Path) -> list[str]:
     """Validate an assignment folder and grade its solution (full marks) and starter (not full marks)."""
     problems = validate_folder(path)
     if problems:
         return [str(p) for p in problems]
     assignment = load_assignment(path)
+    if (problem := build_image(assignment)) is not None:
+        return [problem]
     failures = []
     for label, folder in (("solution", assignment.solution_dir), ("starter", assignment.starter_dir)):
         if not folder.is_dir():

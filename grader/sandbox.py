@@ -23,7 +23,7 @@ import requests
 from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.utils.socket import frames_iter
 
-from grader import config
+from grader import config, images
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.results import GradeError, GradeResult, TestResult
@@ -375,7 +375,7 @@ def grade(
     """Run the assignment's tests against the submission in a fresh sandbox and return the result."""
     started = time.monotonic()
     box = assignment.sandbox
-    image = box.image or (settings.sandbox_gpu_image if box.gpu else settings.sandbox_image)
+    image = images.for_assignment(assignment, settings=settings)
     harness_dir = config.HARNESS_DIR  # read at call time so tests can point it at a stand-in
     labels = {"grader.submission": uuid.uuid4().hex, **(labels or {}), "grader.sandbox": uuid.uuid4().hex}
     client = _client(settings)

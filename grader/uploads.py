@@ -3,8 +3,9 @@
 Everything here only reads the upload: no student code runs on the host.
 """
 
+import ast
+import functools
 import io
-import json
 import re
 import stat
 import zipfile
@@ -39,7 +40,7 @@ class CellSpan:
 @dataclass
 class Unpacked:
     kind: str  # "ipynb" or "zip"
-    files: dict[str, bytes]  # relative POSIX path -> content; always holds submission.py
+    files: dict[str, bytes]  # relative POSIX path -> content; holds submission.py when the tests import it
     cells: list[CellSpan] = field(default_factory=list)
 
     @property
@@ -147,9 +148,13 @@ def unzip(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
         raise BadUpload("bad_upload", "the zip is empty")
     tops = {PurePosixPath(name).parts[0] for name in files}
     if len(tops) == 1 and all(len(PurePosixPath(name).parts) > 1 for name in files):
-        (top,) = tops
         files = {str(PurePosixPath(*PurePosixPath(name).parts[1:])): data for name, data in files.items()}
-        del top
+    folders = {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
+    if clash := sorted(folders & set(files)):
+        # No file system can hold both; unpacking it for grading would fail in the sandbox.
+        raise BadUpload(
+            "bad_upload", f"the zip holds both a file and a folder named {clash[0]!r}: rename or remove one"
+        )
     return files
 
 
@@ -168,12 +173,52 @@ def unpack(data: bytes, filename: str, assignment: Assignment, *, max_bytes: int
     if "submission.py" not in files and len(notebooks) == 1:
         # A zip of a notebook and its helper files: the notebook is the submission.
         files["submission.py"], cells = notebook_to_module(files[notebooks[0]], notebooks[0])
-    missing = [name for name in assignment.config.required_files if name not in files]
-    if "submission.py" not in files:
-        missing.insert(0, "submission.py")
-    if missing:
-        raise BadUpload("missing_file", "the zip is missing " + ", ".join(missing))
+    _check_required(files, assignment, what="the zip")
     return Unpacked(kind="zip", files=files, cells=cells)
+
+
+def _check_required(files: dict[str, bytes], assignment: Assignment, *, what: str) -> None:
+    """BadUpload naming what the upload lacks: the required files, and submission.py when the tests
+    import it (tests that import the student's own modules by name need none)."""
+    missing = [name for name in assignment.config.required_files if name not in files]
+    needed = "submission.py" not in missing and tests_import_submission(assignment)
+    if needed and "submission.py" not in files:
+        missing.insert(0, "submission.py")
+    if not missing:
+        return
+    have = sorted({PurePosixPath(name).parts[0] + ("/" if "/" in name else "") for name in files})
+    shown = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "")
+    hint = " at the top level of the zip" if what == "the zip" else ""
+    raise BadUpload(
+        "missing_file",
+        f"{what} is missing {', '.join(missing)}: add {'it' if len(missing) == 1 else 'them'}{hint} "
+        f"(it holds {shown})",
+    )
+
+
+@functools.cache
+def _imports_submission(tests_dir: Path, stamp: tuple) -> bool:
+    for source in sorted(tests_dir.rglob("*.py")):
+        try:
+            tree = ast.parse(source.read_bytes())
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "submission" for a in node.names):
+                return True
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "submission":
+                return True
+    return False
+
+
+def tests_import_submission(assignment: Assignment) -> bool:
+    """Whether the assignment's tests (hidden or public) import `submission`."""
+    found = False
+    for folder in (assignment.tests_dir, assignment.public_tests_dir):
+        if folder.is_dir():
+            stamp = tuple((str(p), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*.py")))
+            found = found or _imports_submission(folder, stamp)
+    return found
 
 
 def unpack_path(path: Path, assignment: Assignment, **limits: int) -> Unpacked:
@@ -184,11 +229,20 @@ def unpack_path(path: Path, assignment: Assignment, **limits: int) -> Unpacked:
             for p in sorted(path.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts
         }
-        if "submission.py" not in files:
-            raise BadUpload("missing_file", f"{path} has no submission.py")
+        _check_required(files, assignment, what=str(path))
         return Unpacked(kind="zip", files=files)
     return unpack(path.read_bytes(), path.name, assignment, **limits)
 
 
-def cells_json(cells: list[CellSpan]) -> str:
-    return json.dumps([cell.__dict__ for cell in cells])
+def module_names(files) -> set[str]:
+    """The names the tests may import from the upload: its top-level modules and packages (a folder
+    with .py files anywhere in it, with or without __init__.py)."""
+    names = set()
+    for name in files:
+        parts = PurePosixPath(name).parts
+        if not name.endswith(".py"):
+            continue
+        top = parts[0][:-3] if len(parts) == 1 else parts[0]
+        if top.isidentifier():
+            names.add(top)
+    return names

@@ -79,3 +79,11 @@ def test_missing_pieces_are_named(tmp_path):
 def test_dates_must_be_in_order(tmp_path):
     folder = write_assignment(tmp_path, GOOD.replace("cutoff = 2026-09-18", "cutoff = 2026-09-10"))
     assert any("late.cutoff is before due" in str(p) for p in validate_folder(folder))
+
+
+def test_requirements_txt_holds_only_requirements(tmp_path):
+    folder = write_assignment(tmp_path, GOOD)
+    (folder / "requirements.txt").write_text("# extras\neinops==0.8.1\n-r more.txt\n  --index-url x\n./pkg\n")
+    messages = [str(p) for p in validate_folder(folder)]
+    refused = "only requirements such as `einops==0.8.1`: no pip options, includes or local paths"
+    assert messages == [f"requirements.txt: line {n}: {refused}" for n in (3, 4, 5)]

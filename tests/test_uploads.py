@@ -142,3 +142,25 @@ def test_zip_holding_a_notebook_grades_the_notebook(assignment):
     unpacked = unpack(data, "hw.zip", assignment, **LIMITS)
     assert b"y = 2" in unpacked.files["submission.py"]
     assert unpacked.cells and unpacked.cells[0].cell == 1
+
+
+def test_a_file_and_a_folder_of_one_name_are_refused_at_upload():
+    data = make_zip({"submission.py": b"", "README.md": b"", "helper": b"x", "helper/x.py": b""})
+    with pytest.raises(BadUpload, match="both a file and a folder named 'helper'"):
+        unzip(data, **LIMITS)
+
+
+def test_submission_py_is_needed_only_when_the_tests_import_it(assignment, tmp_path):
+    # The fixture's tests import nothing of the student's: a course package alone is a whole upload.
+    package = {"mycourse/classifiers/softmax.py": b"def softmax(x):\n    return x\n", "README.md": b""}
+    unpacked = unpack(make_zip(package), "hw.zip", assignment, **LIMITS)
+    assert set(unpacked.files) == set(package)
+    (assignment.tests_dir / "test_add.py").write_text(
+        "from submission import add\n\ndef test_add():\n    pass\n"
+    )
+    with pytest.raises(BadUpload) as refused:
+        unpack(make_zip(package), "hw.zip", assignment, **LIMITS)
+    assert refused.value.code == "missing_file"
+    assert refused.value.message == (
+        "the zip is missing submission.py: add it at the top level of the zip (it holds README.md, mycourse/)"
+    )
