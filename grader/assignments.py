@@ -4,7 +4,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +20,8 @@ from pydantic import (
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 FORMATS = ("ipynb", "zip")
+# data/ is copied into both containers of the sandbox for every submission, into their scratch space.
+MAX_DATA_BYTES = 256 * 2**20
 
 
 class _Strict(BaseModel):
@@ -49,6 +51,9 @@ class FeedbackPolicy(_Strict):
 
 class SandboxSpec(_Strict):
     timeout_s: int = Field(default=300, ge=5, le=3600)
+    # Each test's own limit (a test's @pytest.mark.timeout(N) overrides it): a hang then costs only that
+    # test, and the student's process is started afresh for the next one. 0 turns it off.
+    test_timeout_s: float = Field(default=60, ge=0, le=3600)
     memory_mb: int = Field(default=2048, ge=128, le=65536)
     cpus: float = Field(default=1.0, gt=0, le=64)
     pids: int = Field(default=256, ge=32, le=4096)
@@ -169,8 +174,36 @@ class Assignment:
         return self.path / "starter"
 
     @property
+    def data_dir(self) -> Path:
+        return self.path / "data"
+
+    @property
     def requirements_file(self) -> Path:
         return self.path / "requirements.txt"
+
+    def data_files(self) -> dict[str, bytes]:
+        """The files of data/, by their path in the assignment folder (data/train.npz)."""
+        if not self.data_dir.is_dir():
+            return {}
+        return {
+            f"data/{path.relative_to(self.data_dir).as_posix()}": path.read_bytes()
+            for path in sorted(self.data_dir.rglob("*"))
+            if path.is_file()
+        }
+
+
+def with_data(files: dict[str, bytes], data: dict[str, bytes]) -> dict[str, bytes]:
+    """The student's files with the assignment's data on top: the data wins where their paths clash.
+
+    A student file clashes when it is at a data file's path, at one of its folders (a file named
+    `data`), or inside a data file (data/x.npy/y).
+    """
+    folders = {str(parent) for name in data for parent in PurePosixPath(name).parents}
+
+    def clashes(name: str) -> bool:
+        return name in data or name in folders or any(str(up) in data for up in PurePosixPath(name).parents)
+
+    return {name: content for name, content in files.items() if not clashes(name)} | data
 
 
 def _problems_from(exc: ValidationError, file: str) -> list[Problem]:
@@ -229,9 +262,10 @@ def validate_folder(path: Path) -> list[Problem]:
     except InvalidAssignment as exc:
         problems += [Problem(f"../{p.file}", p.key, p.message) for p in exc.problems]
     data = _read_toml(path / "assignment.toml", problems)
+    config = None
     if data is not None:
         try:
-            AssignmentConfig.model_validate(data)
+            config = AssignmentConfig.model_validate(data)
         except ValidationError as exc:
             problems += _problems_from(exc, "assignment.toml")
     tests = path / "tests"
@@ -245,8 +279,27 @@ def validate_folder(path: Path) -> list[Problem]:
                 problems.append(Problem(str(source.relative_to(path)), f"line {exc.lineno}", exc.msg))
     problems += _solution_problems(path / "solution", "solution")
     problems += _solution_problems(path / "starter", "starter")
+    problems += _data_problems(path / "data", config.sandbox if config else SandboxSpec())
     problems += _requirements_problems(path / "requirements.txt")
     return problems
+
+
+def _data_problems(folder: Path, box: SandboxSpec) -> list[Problem]:
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        return [Problem("data", "", "must be a folder")]
+    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    held = f"holds {size / 2**20:.1f} MiB"
+    if size > MAX_DATA_BYTES:
+        limit = MAX_DATA_BYTES // 2**20
+        return [Problem("data/", "", f"{held}; the limit is {limit} MiB (it is copied for every submission)")]
+    # Unpacked into /tmp, a tmpfs: it takes the sandbox's scratch space and memory alike.
+    room = min(box.disk_mb, box.memory_mb) // 2
+    if size > room * 2**20:
+        message = f"{held}, more than half of sandbox.disk_mb and memory_mb ({room} MiB): raise both"
+        return [Problem("data/", "", message)]
+    return []
 
 
 def _requirements_problems(path: Path) -> list[Problem]:

@@ -86,6 +86,10 @@ def grade(
             console.print(
                 f"[yellow]{result.error.kind} error ({result.error.code}):[/] {result.error.message}"
             )
+        for failed in result.cell_errors:
+            console.print(
+                f"[yellow]notebook cell {failed.cell} raised, the next cells still ran:[/] {failed.message}"
+            )
         if result.output_truncated:
             console.print("[yellow]the submission's output was truncated[/]")
     raise typer.Exit(0 if result.status == "graded" else 1)

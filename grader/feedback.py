@@ -1,6 +1,6 @@
 """What a student may see of a result: hidden tests as the assignment's feedback.hidden allows."""
 
-from grader.results import GradeError, GradeResult, TestResult
+from grader.results import GradeError, GradeResult, TestResult, exact_sum
 from grader.schemas import HiddenTotal
 
 INFRASTRUCTURE_NOTE = "the grader failed on our side; this attempt is not charged to you"
@@ -12,7 +12,9 @@ def for_student(
     """The tests, the hidden total and the error a student sees under feedback.hidden = score|names|full."""
     secret = [test for test in result.tests if test.visibility == "hidden"]
     public = [test for test in result.tests if test.visibility != "hidden"]
-    total = HiddenTotal(score=sum(t.points for t in secret), max_score=sum(t.max_points for t in secret))
+    total = HiddenTotal(
+        score=exact_sum(t.points for t in secret), max_score=exact_sum(t.max_points for t in secret)
+    )
     if hidden == "full":
         tests = result.tests
     elif hidden == "names":

@@ -24,12 +24,14 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.utils.socket import frames_iter
 
 from grader import config, images
-from grader.assignments import Assignment
+from grader.assignments import Assignment, with_data
 from grader.config import Settings
-from grader.results import GradeError, GradeResult, TestResult
-from grader.uploads import Unpacked
+from grader.results import CellError, GradeError, GradeResult, TestResult, exact_sum
+from grader.uploads import Unpacked, module_names
 
-STUDENT_PORT = 7431
+STUDENT_PORT = 7431  # the first student side's; each restart listens on the next port
+# Fresh student sides the harness may ask for in one grading, after crashes or a test's timeout.
+MAX_RESTARTS = 30
 # Docker 20.10's API: device requests for GPUs (1.40) and one-shot stats (1.41). Newer engines accept it.
 API_VERSION = "1.41"
 # Seconds on top of timeout_s for the containers to start and unpack; the harness gets less than
@@ -41,6 +43,7 @@ HARNESS_OUTPUT_LIMIT = 16 * 2**20
 RESULT_PREFIX = "@@grader "
 STDOUT = 1  # the stream number of stdout in Docker's attach protocol
 ENDED_PREFIX = "tampering: the submission's process ended"  # the harness's flag (proxy.ENDED)
+WHOLE_RUN = "timed out: the whole submission"  # the harness's message when the run's clock ran out
 
 # Runs as the container's command: unpack the tar from stdin into /tmp, then become the harness.
 # Docker would create a working_dir under /tmp owned by root, where the tar could not go; so the
@@ -48,8 +51,15 @@ ENDED_PREFIX = "tampering: the submission's process ended"  # the harness's flag
 # -u because -I ignores PYTHONUNBUFFERED, and output still in a buffer is lost when we kill on timeout.
 BOOT = """\
 import os, sys, tarfile
-with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
-    archive.extractall("/tmp")
+try:
+    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
+        archive.extractall("/tmp")
+except Exception as exc:
+    if sys.argv[1] != "student_side.py":
+        raise
+    # The student's files (after the harness's) would not unpack: S reports it as the student's error.
+    sys.stdin.buffer.read()
+    os.environ["SANDBOX_UNPACK_ERROR"] = f"{type(exc).__name__}: {exc}"[:500]
 os.chdir(os.environ.get("SANDBOX_WORKDIR", "/tmp"))
 os.execv(sys.executable, [sys.executable, "-I", "-u", "/tmp/harness/" + sys.argv[1], *sys.argv[2:]])
 """
@@ -106,53 +116,90 @@ def _spec(assignment: Assignment, unpacked: Unpacked) -> dict:
         "cells": [cell.__dict__ for cell in unpacked.cells],
         "seed": 0,
         "gpu": box.gpu,
-        # A reply bigger than this would let the student's code exhaust the tests' memory.
-        "max_message_bytes": min(64 * 2**20, box.memory_mb * 2**20 // 4),
+        "max_message_bytes": _max_message_bytes(box),
+        # The worker's list of the upload's modules: S is not trusted to say which names are the student's.
+        "student_modules": sorted(module_names(unpacked.files)),
+        "test_timeout_s": box.test_timeout_s,
+        "max_restarts": MAX_RESTARTS,
     }
+
+
+def _max_message_bytes(box) -> int:
+    # A reply bigger than this would let the student's code exhaust the tests' memory.
+    return min(64 * 2**20, box.memory_mb * 2**20 // 4)
 
 
 def _tests_tar(assignment: Assignment, unpacked: Unpacked, harness_dir: Path) -> bytes:
     files = _tree(harness_dir, "harness") | _tree(assignment.tests_dir, "grade/tests")
     if assignment.public_tests_dir.is_dir():
         files |= _tree(assignment.public_tests_dir, "grade/public_tests")
+    files |= {f"grade/{name}": content for name, content in assignment.data_files().items()}
     files["grade/spec.json"] = json.dumps(_spec(assignment, unpacked)).encode()
     return build_tar(files, uid=1000)
 
 
-def _student_tar(unpacked: Unpacked, harness_dir: Path) -> bytes:
-    files = {f"work/{name}": data for name, data in unpacked.files.items()}
-    return build_tar(_tree(harness_dir, "harness") | files, uid=1001)
+def _student_tar(assignment: Assignment, unpacked: Unpacked, harness_dir: Path) -> bytes:
+    # The assignment's data/ wins over the student's files of the same paths.
+    merged = with_data(unpacked.files, assignment.data_files())
+    files = {f"work/{name}": data for name, data in merged.items()}
+    # S's own settings: the reply limit it refuses honest replies over, and a notebook's cells.
+    config = {
+        "max_bytes": _max_message_bytes(assignment.sandbox),
+        "cells": [c.__dict__ for c in unpacked.cells],
+    }
+    # Ours first: a student's file that cannot be unpacked must not keep S from starting.
+    ours = _tree(harness_dir, "harness") | {"student.json": json.dumps(config).encode()}
+    return build_tar(ours | files, uid=1001)
 
 
 @dataclass
 class _Stream:
-    """The head of a container's stdout (and stderr), read live so a flood cannot push it out."""
+    """The head of one or more containers' stdout (and stderr), read live so a flood cannot push it out.
+
+    The student's output is one stream over every student container of a grading (a restart starts a
+    new one); the limit is for them all together.
+    """
 
     limit: int
     data: bytearray = field(default_factory=bytearray)
     total: int = 0
-    thread: threading.Thread | None = None
-    sock: object = None
+    threads: list = field(default_factory=list)
+    socks: list = field(default_factory=list)
     evidence: set[str] = field(default_factory=set)  # EVIDENCE keys seen anywhere, kept or cut
     # H's results come from its stdout alone: its stderr is kept apart (the end of it, for diagnostics),
     # so that nothing written there can add or break a result line.
     stdout_only: bool = False
     stderr_tail: bytes = b""
+    on_line: object = None  # called with each complete stdout line, as it arrives (H's restart requests)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def read(self) -> None:
-        tail = b""
+    def attach(self, sock) -> None:
+        """Read sock's output from now on; close() closes it even if that never happens."""
+        if sock not in self.socks:
+            self.socks.append(sock)
+        thread = threading.Thread(target=self.read, args=(sock,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def read(self, sock) -> None:
+        tail, partial = b"", b""
         try:
-            for stream, chunk in frames_iter(self.sock, tty=False):
+            for stream, chunk in frames_iter(sock, tty=False):
                 if self.stdout_only and stream != STDOUT:
                     self.stderr_tail = (self.stderr_tail + chunk)[-2000:]
                     continue
-                self.total += len(chunk)
-                # Keep draining past the limit: a client that stops reading would block the container.
-                if len(self.data) < self.limit:
-                    self.data += chunk[: self.limit - len(self.data)]
+                with self.lock:
+                    self.total += len(chunk)
+                    # Keep draining past the limit: a client that stops reading would block the container.
+                    if len(self.data) < self.limit:
+                        self.data += chunk[: self.limit - len(self.data)]
                 window = tail + chunk  # the tail catches a phrase split between two chunks
                 self.evidence |= {code for code, pattern in EVIDENCE.items() if pattern.search(window)}
                 tail = window[-64:]
+                if self.on_line is not None:
+                    *lines, partial = (partial + chunk).split(b"\n")
+                    for line in lines:
+                        self.on_line(line)
         except (OSError, ValueError):
             pass  # the connection closes when the container is killed or removed
 
@@ -161,14 +208,15 @@ class _Stream:
         return self.total > self.limit
 
     def close(self) -> None:
-        """Close every layer of the attach connection: the file wrapper, the socket, the HTTP response."""
-        if self.thread:
-            self.thread.join(timeout=5)
-        # The response first: closing it flushes the file wrapper, which must still be open.
-        for layer in (getattr(self.sock, "_response", None), self.sock, getattr(self.sock, "_sock", None)):
-            if layer is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    layer.close()
+        """Close every layer of each attach connection: the file wrapper, the socket, the HTTP response."""
+        for thread in self.threads:
+            thread.join(timeout=5)
+        for sock in self.socks:
+            # The response first: closing it flushes the file wrapper, which must still be open.
+            for layer in (getattr(sock, "_response", None), sock, getattr(sock, "_sock", None)):
+                if layer is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        layer.close()
 
 
 def _client(settings: Settings) -> docker.DockerClient:
@@ -229,9 +277,8 @@ def _environment(box) -> dict[str, str]:
 
 def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) -> None:
     """Attach stdin and output, start, stream the tar in, and close stdin."""
-    sink.sock = sock = api.attach_socket(
-        container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-    )
+    sock = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    sink.socks.append(sock)  # closed with the sink, whatever happens next
     raw = getattr(sock, "_sock", sock)
     try:
         api.start(container_id)
@@ -247,8 +294,7 @@ def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) 
         raw.shutdown(socket.SHUT_WR)  # end of the tar; the read side keeps carrying output
     except OSError:
         pass  # the container died before reading everything; its exit tells the story
-    sink.thread = threading.Thread(target=sink.read, daemon=True)
-    sink.thread.start()
+    sink.attach(sock)
 
 
 def _events(stdout: bytes) -> list[tuple[str, dict]]:
@@ -328,27 +374,27 @@ class _PidsWatch(threading.Thread):
     """Samples S's process count while H runs: a fork bomb pins it at the limit only for a while.
 
     A thread of its own because one stats call takes up to a second on Docker 20.10; in the wait
-    loop it made every grading notice H's exit late.
+    loop it made every grading notice H's exit late. It watches the newest student container.
     """
 
-    def __init__(self, api, container_id: str, limit: int):
-        super().__init__(daemon=True, name=f"pids-{container_id[:12]}")
-        self.api, self.container_id, self.limit = api, container_id, limit
+    def __init__(self, api, students: list[str], limit: int):
+        super().__init__(daemon=True, name=f"pids-{students[0][:12]}")
+        self.api, self.students, self.limit = api, students, limit
         self.hit = False
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set() and not self.hit:
             try:
-                self.hit = _pids_hit(self.api, self.container_id, self.limit)
+                self.hit = _pids_hit(self.api, self.students[-1], self.limit)
             except Exception:  # noqa: BLE001 - a sampler must never take the grading down
                 return
             self.done.wait(0.5)
 
 
-def _stop(api, tests_id: str, student_id: str, limit_s: float, pids: int) -> tuple[bool, bool]:
-    """Wait for H to exit, then kill both; return whether the clock ran out and S hit its pids limit."""
-    watch = _PidsWatch(api, student_id, pids)
+def _stop(api, tests_id: str, students: list[str], limit_s: float, pids: int) -> tuple[bool, bool]:
+    """Wait for H to exit, then kill all; return whether the clock ran out and S hit its pids limit."""
+    watch = _PidsWatch(api, students, pids)
     watch.start()
     timed_out = True
     try:
@@ -358,8 +404,8 @@ def _stop(api, tests_id: str, student_id: str, limit_s: float, pids: int) -> tup
         pass
     watch.done.set()
     # Once more before the kill, from the cgroup (cheap): a fork bomb's children often outlive the call.
-    pids_hit = watch.hit or bool(_fork_refusals(api, student_id))
-    for container_id in (tests_id, student_id):
+    pids_hit = watch.hit or any(_fork_refusals(api, student_id) for student_id in list(students))
+    for container_id in (tests_id, *students):
         _kill(api, container_id)
     return timed_out, pids_hit
 
@@ -413,20 +459,50 @@ def grade(
         tests_id = create(
             "tests", ["tests_side.py", "/tmp/grade/spec.json"], "1000:1000", "/tmp/grade", "none"
         )
-        student_args = ["student_side.py", "127.0.0.1", str(STUDENT_PORT)]
-        student_id = create("student", student_args, "1001:1001", "/tmp/work", f"container:{tests_id}")
+        students: list[str] = []
+        student_tar = _student_tar(assignment, unpacked, harness_dir)
+        failures: list[BaseException] = []
+
+        def start_student(generation: int) -> None:
+            """A student container for H to connect to: the first, or a fresh one after a crash or hang."""
+            if generation != len(students) or generation > MAX_RESTARTS:
+                return  # one container per generation, and no more than the harness may ask for
+            if students:
+                _kill(api, students[-1])
+            args = ["student_side.py", "127.0.0.1", str(STUDENT_PORT + generation), "/tmp/student.json"]
+            student_id = create("student", args, "1001:1001", "/tmp/work", f"container:{tests_id}")
+            students.append(student_id)
+            try:
+                _start(api, student_id, student_tar, student_out, gpu=box.gpu)
+            except docker.errors.APIError:
+                # S cannot join the network of an H that has already exited; H's own exit says why.
+                if api.inspect_container(tests_id)["State"]["Running"]:
+                    raise
+
+        def on_line(line: bytes) -> None:
+            if not line.startswith(RESULT_PREFIX.encode()) or b'"restart"' not in line:
+                return
+            try:
+                event = json.loads(line[len(RESULT_PREFIX) :])
+                if event.get("event") == "restart" and type(event.get("generation")) is int:
+                    start_student(event["generation"])
+            except (ValueError, AttributeError):
+                return
+            except Exception as exc:  # noqa: BLE001 - the engine failed: reported after the run, as ours
+                failures.append(exc)
+
+        tests_out.on_line = on_line
         _start(api, tests_id, _tests_tar(assignment, unpacked, harness_dir), tests_out, gpu=box.gpu)
-        try:
-            _start(api, student_id, _student_tar(unpacked, harness_dir), student_out, gpu=box.gpu)
-        except docker.errors.APIError:
-            # S cannot join the network of an H that has already exited; H's own exit says why.
-            if api.inspect_container(tests_id)["State"]["Running"]:
-                raise
-        timed_out, pids_hit = _stop(api, tests_id, student_id, box.timeout_s + STARTUP_GRACE_S, box.pids)
+        start_student(0)
+        timed_out, pids_hit = _stop(api, tests_id, students, box.timeout_s + STARTUP_GRACE_S, box.pids)
         for sink in sinks:
             sink.close()
+        if failures:
+            raise SandboxUnavailable(
+                "engine", f"the Docker engine failed to restart the student side: {failures[0]}"
+            )
         # Only S's memory is the student's fault; H running out means the tests need a bigger limit.
-        oom = bool(api.inspect_container(student_id)["State"].get("OOMKilled"))
+        oom = any(api.inspect_container(student_id)["State"].get("OOMKilled") for student_id in students)
         tests_exit = _exit_description(api.inspect_container(tests_id)["State"])
         return _result(
             box,
@@ -479,7 +555,9 @@ def _result(
         error = GradeError(kind="student", code=code, message=message)
         if message.startswith("timed out"):  # the import itself ran out of time
             error = _timed_out(box)
-    if error is None and any(test.outcome == "timeout" for test in tests or []):
+    if error is None and any(
+        test.outcome == "timeout" and test.message.startswith(WHOLE_RUN) for test in tests or []
+    ):
         error = _timed_out(box)
     if error is None and (done is None or tests is None):
         tail = bytes(tests_out.data[-2000:] + tests_out.stderr_tail).decode("utf-8", "replace")
@@ -495,13 +573,16 @@ def _result(
     return GradeResult(
         # No tests listed: the clock or a limit stopped the harness before it even collected them.
         status="error" if tests is None else "graded",
-        score=sum(test.points for test in tests or []),
-        max_score=None if tests is None else sum(test.max_points for test in tests),
+        score=exact_sum(test.points for test in tests or []),
+        max_score=None if tests is None else exact_sum(test.max_points for test in tests),
         tests=tests or [],
         error=error,
         output=output,
         output_truncated=student_out.truncated,
         flags=_flags(done, oom=oom),
+        cell_errors=[
+            CellError(cell=body["cell"], message=body["message"]) for kind, body in events if kind == "cell"
+        ],
         duration_s=duration_s,
     )
 

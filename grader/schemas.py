@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from grader.results import GradeError, TestResult
+from grader.results import CellError, GradeError, TestResult
 
 
 class HiddenTotal(BaseModel):
@@ -33,6 +33,9 @@ class SubmissionOut(BaseModel):
     error: GradeError | None = None
     output: str = ""
     output_truncated: bool = False
+    cell_errors: list[CellError] = Field(
+        [], description="notebook cells that raised; the next cells still ran"
+    )
     late_seconds: int = Field(
         0, description="after the student's due date (extensions included), before grace"
     )

@@ -15,7 +15,7 @@ from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import utcnow
 from grader.models import Submission, User
-from grader.results import GradeError, GradeResult, TestResult
+from grader.results import CellError, GradeError, GradeResult, TestResult
 from grader.schemas import HiddenTotal
 
 DONE = ("graded", "error")
@@ -165,6 +165,7 @@ class StudentResult:
     error: GradeError | None
     output: str
     output_truncated: bool
+    cell_errors: list[CellError]
 
 
 def student_result(result: GradeResult, hidden: str) -> StudentResult:
@@ -178,6 +179,7 @@ def student_result(result: GradeResult, hidden: str) -> StudentResult:
         error=error,
         output=result.output,
         output_truncated=result.output_truncated,
+        cell_errors=result.cell_errors,
     )
 
 

@@ -53,6 +53,7 @@ def submission_out(
             submission.worker,
         )
         if result:
+            out.cell_errors = result.cell_errors
             out.tests, out.error, out.output, out.output_truncated = (
                 result.tests,
                 result.error,
@@ -64,6 +65,7 @@ def submission_out(
         hidden = assignment.config.feedback.hidden if assignment else "score"
         out.tests, out.hidden, out.error = feedback.for_student(result, hidden=hidden)
         out.output, out.output_truncated = result.output, result.output_truncated
+        out.cell_errors = result.cell_errors
     return out
 
 

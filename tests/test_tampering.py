@@ -142,6 +142,14 @@ FILE_ATTACKS = [
         mean="your code returned 6 MiB of Python lists, dicts or numbers to the tests; the limit is 4 MiB",
     ),
     attack("sabotages_test_collection", ("public",), add="RuntimeError", double="RuntimeError"),
+    # Three attacks that once made grading our (infrastructure) error:
+    attack(
+        "garbles_the_handshake",
+        (),
+        [TAMPERING],
+        add="tampering: malformed reply from the submission process: no ready message",
+    ),
+    attack("claims_installed_modules", ("add", "double", "mean", "public")),
     attack(
         "crashes_during_collection",
         (),
@@ -256,6 +264,17 @@ def test_an_attack_scores_only_its_working_code(assignment, settings, case: Atta
     for test, reason in case.reasons.items():
         assert seen[test][0] != "passed" and reason in seen[test][1], (test, seen[test])
     assert case.output in result.output
+
+
+def test_files_that_cannot_be_unpacked_are_the_students_error_not_ours(assignment, settings):
+    # The upload check refuses such a zip (tests/test_uploads.py); were one to get through, S still
+    # starts, and says why the student's code is not there.
+    files = {"submission.py": HONEST.encode(), "helper": b"a file", "helper/x.py": b"a file in a folder"}
+    result = sandbox.grade(assignment, Unpacked(kind="zip", files=files), settings=settings)
+    assert result.status == "graded" and result.score == 0, result
+    assert result.error is not None and result.error.kind == "student", result.error
+    assert "your upload's files could not be unpacked" in result.error.message
+    assert_nothing_leaks(result)
 
 
 # --- denial of service: a hostile submission graded beside an honest one --------------------------

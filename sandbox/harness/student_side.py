@@ -68,6 +68,11 @@ class Server:
 
     def ready(self) -> None:
         """Import the student's submission module and tell the tests side how it went."""
+        if os.environ.get("SANDBOX_UNPACK_ERROR"):
+            message = f"your upload's files could not be unpacked ({os.environ['SANDBOX_UNPACK_ERROR']})"
+            error = {"type": "UnpackError", "builtin": None, "message": message, "frames": [], "syntax": None}
+            self.send({"kind": "ready", "error": error})
+            return
         if not os.path.isfile(os.path.join(self.work, "submission.py")):
             self.send({"kind": "ready", "module": None})
             return
