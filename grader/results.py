@@ -22,6 +22,8 @@ class TestResult(BaseModel):
     message: str = ""
     visibility: Literal["hidden", "public"] = "hidden"
     duration_s: float = 0.0
+    # The student's code changed an argument in place during this test (copied back, as in one process).
+    mutated_args: bool = False
 
 
 class GradeError(BaseModel):

@@ -138,14 +138,18 @@ def _tests_tar(assignment: Assignment, unpacked: Unpacked, harness_dir: Path) ->
     return build_tar(files, uid=1000)
 
 
-def _student_tar(assignment: Assignment, unpacked: Unpacked, harness_dir: Path) -> bytes:
+def _student_tar(
+    assignment: Assignment, unpacked: Unpacked, harness_dir: Path, *, scramble_args: bool
+) -> bytes:
     # The assignment's data/ wins over the student's files of the same paths.
     merged = with_data(unpacked.files, assignment.data_files())
     files = {f"work/{name}": data for name, data in merged.items()}
-    # S's own settings: the reply limit it refuses honest replies over, and a notebook's cells.
+    # S's own settings: the reply limit it refuses honest replies over, a notebook's cells, and
+    # whether to spoil arguments after each call (checking a reference solution: grade(scramble_args)).
     config = {
         "max_bytes": _max_message_bytes(assignment.sandbox),
         "cells": [c.__dict__ for c in unpacked.cells],
+        "scramble_args": scramble_args,
     }
     # Ours first: a student's file that cannot be unpacked must not keep S from starting.
     ours = _tree(harness_dir, "harness") | {"student.json": json.dumps(config).encode()}
@@ -417,8 +421,13 @@ def grade(
     settings: Settings,
     labels: dict[str, str] | None = None,
     gpu_ids: list[str] | None = None,
+    scramble_args: bool = False,
 ) -> GradeResult:
-    """Run the assignment's tests against the submission in a fresh sandbox and return the result."""
+    """Run the assignment's tests against the submission in a fresh sandbox and return the result.
+
+    scramble_args (for checking a reference solution only): the student side spoils every array argument
+    after each call, so that tests which read their arguments after the call fail.
+    """
     started = time.monotonic()
     box = assignment.sandbox
     image = images.for_assignment(assignment, settings=settings)
@@ -460,7 +469,7 @@ def grade(
             "tests", ["tests_side.py", "/tmp/grade/spec.json"], "1000:1000", "/tmp/grade", "none"
         )
         students: list[str] = []
-        student_tar = _student_tar(assignment, unpacked, harness_dir)
+        student_tar = _student_tar(assignment, unpacked, harness_dir, scramble_args=scramble_args)
         failures: list[BaseException] = []
 
         def start_student(generation: int) -> None:

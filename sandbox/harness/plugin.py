@@ -129,6 +129,7 @@ class GraderPlugin:
             return True
         self.current, self.started, self.reports = item, time.monotonic(), []
         self.stopped_before = self.channel.stopped
+        self.channel.mutated = False
         self.channel.during = f"during {item.nodeid}"
         self.channel.test_limit_s = _time_limit(item, self.test_timeout_s)
         self.channel.test_deadline = (
@@ -178,7 +179,7 @@ class GraderPlugin:
             outcome, message = self._stopped_outcome(stop)
             self._finish(item, "error" if outcome == "not_run" else outcome, message, duration)
         else:
-            self._finish(item, *_outcome(self.reports), duration)
+            self._finish(item, *_outcome(self.reports), duration, mutated=self.channel.mutated)
 
     def _stop(self) -> HarnessStop | None:
         if self.channel.stopped is None and time.monotonic() > self.deadline:
@@ -194,7 +195,7 @@ class GraderPlugin:
             return "timeout", str(stop)
         return "not_run", str(stop)
 
-    def _finish(self, item, outcome: str, message: str, duration: float) -> None:
+    def _finish(self, item, outcome: str, message: str, duration: float, mutated: bool = False) -> None:
         max_points = self.points[item.nodeid]
         self.reporter.emit(
             "test",
@@ -205,6 +206,7 @@ class GraderPlugin:
             message=message[:MAX_MESSAGE],
             visibility=_visibility(item),
             duration_s=round(duration, 4),
+            mutated_args=mutated,
         )
 
     def watchdog(self) -> None:

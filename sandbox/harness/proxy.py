@@ -68,6 +68,7 @@ class Channel:
         self.mirrors = mirror.Mirrors()
         self.released: list[int] = []  # recorded calls S may forget
         self.failed_cells: list[tuple[int, str]] = []  # notebook cells that raised, with their messages
+        self.mutated = False  # whether the student's code changed an argument in place (this test)
         self.records = 0
         self.stopped: HarnessStop | None = None
         self.collecting = False  # while pytest imports the test modules
@@ -227,7 +228,8 @@ class Channel:
         kind = body.get("kind")
         if kind == "value":
             value = decoder.decode(body.get("value"))
-            _copy_back(arrays, body.get("mutated", []), decoder)
+            if _copy_back(arrays, body.get("mutated", []), decoder):
+                self.mutated = True
             return value
         if kind == "stop" and op == "next":
             raise StopIteration
@@ -357,8 +359,9 @@ def _live_id(handle: "Handle") -> int:
     return object.__getattribute__(handle, "_id")
 
 
-def _copy_back(arrays: list, mutated, decoder: protocol.Decoder) -> None:
-    """Copy the post-call contents of arrays the student changed in place into the test's originals."""
+def _copy_back(arrays: list, mutated, decoder: protocol.Decoder) -> bool:
+    """Copy the post-call contents of arrays the student changed in place into the test's originals;
+    whether there were any."""
     if type(mutated) is not list:
         raise protocol.ProtocolViolation("a malformed list of changed arguments")
     for entry in mutated:
@@ -374,6 +377,7 @@ def _copy_back(arrays: list, mutated, decoder: protocol.Decoder) -> None:
             if original.dtype == new.dtype:
                 with sys.modules["torch"].no_grad():
                     original.copy_(new)
+    return bool(mutated)
 
 
 def _refused(self, *args):

@@ -43,6 +43,9 @@ class Server:
         self.ids: dict[int, int] = {}  # id(object) -> handle id
         self.max_bytes = int(config.get("max_bytes", 64 * 2**20))
         self.cells = config.get("cells") or []
+        # For `grader assignments check` only, on the reference solution: every array argument is spoiled
+        # after each call, so that a test which reads its arguments after the call shows up.
+        self.scramble = bool(config.get("scramble_args"))
         self.pid = os.getpid()
         self.tensors = Tensors()  # the student's tensors and modules that the tests side mirrors
         self.records: dict[int, tuple[list, list]] = {}  # a call's outputs and leaves, for backward
@@ -164,6 +167,8 @@ class Server:
         # Only the arrays the student changed go back, so big read-only inputs cost nothing.
         mutated = [[i, array] for i, array in enumerate(arrays) if _digest(array) != before[i]]
         body = {"kind": "value", "value": value, "mutated": mutated}
+        if self.scramble and arrays:
+            body["scramble"] = arrays
         if message.get("graph") is not None:
             # Tensors that carry a graph go back tagged: the tests side's backward asks for their gradients.
             leaves = [x for x, grad in zip(self.inputs, self.input_grads, strict=True) if grad]
@@ -208,6 +213,12 @@ class Server:
                 body["value"] = self.encode(body["value"], buffers, tag)
                 if outputs:
                     self.records[record[0]] = (outputs, record[1])
+            if scramble := body.pop("scramble", None):
+                # The value is already encoded; its buffers may be views of the arrays about to be spoiled.
+                buffers[:] = [bytes(memoryview(buffer).cast("B")) for buffer in buffers]
+                for array in scramble:
+                    _spoil(array)
+                body["mutated"] = [[i, array] for i, array in enumerate(scramble)]
             if "mutated" in body:
                 body["mutated"] = [[i, protocol.array_node(array, buffers)] for i, array in body["mutated"]]
             changed = self.tensors.changed(self.refer, buffers)
@@ -318,6 +329,22 @@ def _digest(array) -> bytes:
     from _grader_harness import protocol
 
     return hashlib.blake2b(protocol.raw_bytes(array), digest_size=16).digest()
+
+
+def _spoil(array) -> None:
+    """Fill an array with values no honest test expects: NaN, or -7777 for integers, or flipped bools."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(array, torch.Tensor):
+        with torch.no_grad():
+            if array.dtype == torch.bool:
+                array.logical_not_()
+            else:
+                array.fill_(float("nan") if array.is_floating_point() or array.is_complex() else -7777)
+        return
+    if array.dtype.kind == "b":
+        array[...] = ~array
+    else:
+        array[...] = float("nan") if array.dtype.kind in "fc" else -7777
 
 
 def _seed(seed: int) -> None:
