@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from grader.assignments import InvalidAssignment, load_all, load_assignment, validate_folder
+from grader.assignments import (
+    MAX_DATA_BYTES,
+    InvalidAssignment,
+    load_all,
+    load_assignment,
+    validate_folder,
+    with_data,
+)
 
 COURSE = 'code = "CS 7643"\ntitle = "Deep Learning"\nterm = "Fall 2026"\ntimezone = "America/New_York"\n'
 GOOD = """
@@ -87,3 +94,45 @@ def test_requirements_txt_holds_only_requirements(tmp_path):
     messages = [str(p) for p in validate_folder(folder)]
     refused = "only requirements such as `einops==0.8.1`: no pip options, includes or local paths"
     assert messages == [f"requirements.txt: line {n}: {refused}" for n in (3, 4, 5)]
+
+
+def test_data_is_loaded_by_its_path_in_the_folder(tmp_path):
+    folder = write_assignment(tmp_path, GOOD)
+    (folder / "data" / "weights").mkdir(parents=True)
+    (folder / "data" / "x.npy").write_bytes(b"x")
+    (folder / "data" / "weights" / "net.pt").write_bytes(b"w")
+    assignment = load_assignment(folder)
+    assert assignment.data_files() == {"data/weights/net.pt": b"w", "data/x.npy": b"x"}
+
+
+def test_data_must_fit_the_limit_and_the_sandbox(tmp_path):
+    folder = write_assignment(tmp_path, GOOD.replace("gpu = true", "disk_mb = 512\nmemory_mb = 256"))
+    (folder / "data").mkdir()
+    with open(folder / "data" / "big.npz", "wb") as big:  # sparse: sizes without the bytes
+        big.truncate(129 * 2**20)
+    assert [str(p) for p in validate_folder(folder)] == [
+        "data/: holds 129.0 MiB, more than half of sandbox.disk_mb and memory_mb (128 MiB): raise both"
+    ]
+    with open(folder / "data" / "big.npz", "wb") as big:
+        big.truncate(MAX_DATA_BYTES + 1)
+    assert [str(p) for p in validate_folder(folder)] == [
+        "data/: holds 256.0 MiB; the limit is 256 MiB (it is copied for every submission)"
+    ]
+    (folder / "data" / "big.npz").unlink()
+    (folder / "data").rmdir()
+    (folder / "data").write_text("")
+    assert [str(p) for p in validate_folder(folder)] == ["data: must be a folder"]
+
+
+def test_the_assignments_data_wins_over_the_students_files():
+    data = {"data/x.npy": b"ours", "data/sub/y.npy": b"ours too"}
+    student = {
+        "submission.py": b"code",
+        "data/x.npy": b"theirs",  # the same path
+        "data/x.npy/inside": b"theirs",  # inside one of our files
+        "data/sub": b"theirs",  # a file where we have a folder
+        "data/notes.txt": b"kept",  # no clash
+    }
+    assert with_data(student, data) == {"submission.py": b"code", "data/notes.txt": b"kept", **data}
+    assert with_data({"data": b"a file"}, data) == data
+    assert with_data(student, {}) == student
