@@ -771,6 +771,21 @@ def test_student_sgd():
     assert all(not torch.equal(b, a) for b, a in zip(before, after))
     assert torch.allclose(after[0], before[0] - 0.1 * after[0].grad)
 
+def test_the_tests_own_leaves_keep_their_grad_and_take_in_place_updates():
+    w = torch.randn(3).requires_grad_()
+    (w.sum() * 2).backward()
+    expected = w.detach() - 0.1 * w.grad
+    assert submission.sgd_step([w], 0.1) is None
+    torch.testing.assert_close(w.detach(), expected)
+    assert w.requires_grad and w.is_leaf
+
+def test_a_generator_of_parameters_reaches_the_student():
+    net = Net()
+    net(torch.randn(4, 3)).sum().backward()
+    before = net.fc1.weight.detach().clone()
+    submission.sgd_step(net.parameters(), 0.5)
+    assert not torch.equal(before, net.fc1.weight.detach())
+
 def test_own_training():
     x = torch.randn(32, 3); y = x.sum(1, keepdim=True)
     net = submission.train_own(x, y)
@@ -783,4 +798,4 @@ def test_autograd_optimizers_and_modules_work_across_the_boundary(tmp_path):
     run = run_local(tmp_path, submission=DL_SUBMISSION, tests={"test_dl.py": DL_TESTS}, deadline_s=120)
     failed = {name: t["message"] for name, t in run.tests.items() if t["outcome"] != "passed"}
     assert failed == {}, run.stderr[-2000:]
-    assert len(run.tests) == 6
+    assert len(run.tests) == 8

@@ -230,6 +230,7 @@ class Channel:
             value = decoder.decode(body.get("value"))
             if _copy_back(arrays, body.get("mutated", []), decoder):
                 self.mutated = True
+            self._grads_back(body.get("grads", []), decoder)
             return value
         if kind == "stop" and op == "next":
             raise StopIteration
@@ -239,6 +240,22 @@ class Channel:
                 describe(error, self.cells, during="during this call")
             )
         raise protocol.ProtocolViolation("a reply of an unknown kind")
+
+    def _grads_back(self, grads, decoder: protocol.Decoder) -> None:
+        """Set the .grad of the test's tensors whose gradient the student's code changed (zero_grad, say)."""
+        if type(grads) is not list:
+            raise protocol.ProtocolViolation("a malformed list of changed gradients")
+        for entry in grads:
+            if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not int:
+                raise protocol.ProtocolViolation("a malformed changed gradient")
+            original = self.input(entry[0])
+            grad = None if entry[1] is None else decoder.decode(entry[1])
+            if grad is not None and getattr(grad, "shape", None) != original.shape:
+                raise protocol.ProtocolViolation("a gradient whose shape is not its tensor's")
+            if original.is_leaf:
+                original.grad = (
+                    None if grad is None else grad.to(device=original.device, dtype=original.dtype)
+                )
 
     def call(self, ident: int, args: tuple, kwargs: dict):
         """Call S's object number ident; tensors in the result carry gradients back to the tests' leaves."""
@@ -307,6 +324,9 @@ class Channel:
         return mirror.boundary().apply(link, *self._record.leaves)
 
 
+_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+
+
 class _Pickler(pickle.Pickler):
     """Pickles a request: the student's objects and mirrored tensors go as references, the tests' own
     tensors as detached copies with their requires_grad (arguments are numbered in `inputs`)."""
@@ -321,6 +341,15 @@ class _Pickler(pickle.Pickler):
         self.keep: list = []
         torch = sys.modules.get("torch")
         self.torch, self.grad = torch, torch is not None and torch.is_grad_enabled()
+
+    def reducer_override(self, obj):
+        # A generator (net.parameters()) or a dict view cannot be pickled; the student's code gets an
+        # iterator over, or a list of, the same items, which it can use the same way.
+        if isinstance(obj, types.GeneratorType):
+            return iter, (list(obj),)
+        if type(obj) in _VIEWS:
+            return list, (list(obj),)
+        return NotImplemented
 
     def persistent_id(self, obj):
         if isinstance(obj, Handle):
@@ -348,7 +377,11 @@ class _Pickler(pickle.Pickler):
         copy = obj.detach()
         self.copies.add(id(copy))
         self.keep.append(copy)  # so that no other object takes its id while pickling
-        return ("input", index, copy, self.grads[index])
+        grad = obj.grad.detach() if obj.is_leaf and obj.grad is not None else None
+        if grad is not None:
+            self.copies.add(id(grad))
+            self.keep.append(grad)
+        return ("input", index, copy, bool(obj.requires_grad), self.grads[index], grad)
 
 
 def _live_id(handle: "Handle") -> int:

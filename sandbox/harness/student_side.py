@@ -158,6 +158,7 @@ class Server:
         arrays: list = []
         protocol.walk_arrays((args, kwargs), arrays.append, lambda obj: id(obj) in resolved)
         before = [_digest(array) for array in arrays]
+        grads_before = [_grad_digest(x) for x in self.inputs]
         torch = sys.modules.get("torch")
         if torch is not None and "grad" in message:
             with torch.set_grad_enabled(bool(message["grad"])):
@@ -167,6 +168,13 @@ class Server:
         # Only the arrays the student changed go back, so big read-only inputs cost nothing.
         mutated = [[i, array] for i, array in enumerate(arrays) if _digest(array) != before[i]]
         body = {"kind": "value", "value": value, "mutated": mutated}
+        changed = [
+            [i, x.grad]
+            for i, x in enumerate(self.inputs)
+            if x is not None and _grad_digest(x) != grads_before[i]
+        ]
+        if changed:
+            body["grads"] = changed
         if self.scramble and arrays:
             body["scramble"] = arrays
         if message.get("graph") is not None:
@@ -219,6 +227,16 @@ class Server:
                 for array in scramble:
                     _spoil(array)
                 body["mutated"] = [[i, array] for i, array in enumerate(scramble)]
+            if "grads" in body:
+                body["grads"] = [
+                    [
+                        i,
+                        None
+                        if grad is None or not protocol.is_array(grad)
+                        else protocol.array_node(grad, buffers),
+                    ]
+                    for i, grad in body["grads"]
+                ]
             if "mutated" in body:
                 body["mutated"] = [[i, protocol.array_node(array, buffers)] for i, array in body["mutated"]]
             changed = self.tensors.changed(self.refer, buffers)
@@ -311,17 +329,18 @@ class _Unpickler(pickle.Unpickler):
         kind = pid[0]
         if kind == "handle":
             obj = self.server.objects[pid[1]]
+            self.resolved.add(id(obj))  # the student's own objects: not walked for changed arrays
         elif kind == "tensor":
             obj = self.server.tensors.tensor(pid[1])
-        else:  # ("input", index, tensor, requires_grad): one of the tests' own tensors
-            _, index, obj, requires_grad = pid
+        else:  # ("input", index, tensor, requires_grad, in_graph, grad): one of the tests' own tensors
+            _, index, obj, requires_grad, in_graph, grad = pid
             if requires_grad:
                 obj.requires_grad_(True)
+                obj.grad = grad
             while len(self.server.inputs) <= index:
                 self.server.inputs.append(None)
                 self.server.input_grads.append(False)
-            self.server.inputs[index], self.server.input_grads[index] = obj, bool(requires_grad)
-        self.resolved.add(id(obj))
+            self.server.inputs[index], self.server.input_grads[index] = obj, bool(in_graph)
         return obj
 
 
@@ -329,6 +348,11 @@ def _digest(array) -> bytes:
     from _grader_harness import protocol
 
     return hashlib.blake2b(protocol.raw_bytes(array), digest_size=16).digest()
+
+
+def _grad_digest(tensor) -> bytes | None:
+    grad = None if tensor is None else tensor.grad
+    return None if grad is None else _digest(grad)
 
 
 def _spoil(array) -> None:
