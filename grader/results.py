@@ -28,7 +28,7 @@ class TestResult(BaseModel):
 
 class GradeError(BaseModel):
     kind: ErrorKind
-    # Machine-readable reason: syntax, import, timeout, memory, pids, output, disk, missing_file,
+    # Machine-readable reason: syntax, import, timeout, memory, pids, output, disk, missing_file, start,
     # bad_upload, tampering, gpu_unavailable, engine, image, harness.
     code: str
     message: str
