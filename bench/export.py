@@ -127,7 +127,7 @@ def measure(url: str, assignments, runs: int) -> dict:
     from sqlalchemy.orm import Session
 
     from grader import db
-    from grader.gradebook import export_csv
+    from grader.gradebook_export import export_csv
 
     course = assignments[0].course
     engine = db.get_engine(url)

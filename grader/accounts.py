@@ -66,9 +66,15 @@ def normalize_login(login: str) -> str:
     return login.strip().lower()
 
 
+def find(session: Session, *, login: str, role: str | None = None) -> User | None:
+    """The account with this login (in any spelling), of this role if one is given; None if none."""
+    query = select(User).where(User.login == normalize_login(login))
+    return session.scalar(query if role is None else query.where(User.role == role))
+
+
 def authenticate(session: Session, *, login: str, secret: str) -> User | None:
     """The user with this login and secret, or None (unknown login, no secret yet, wrong secret)."""
-    user = session.scalar(select(User).where(User.login == normalize_login(login)))
+    user = find(session, login=login)
     if user is None or user.secret_hash is None:
         verify_secret(secret, _DUMMY_HASH)
         return None
@@ -306,7 +312,7 @@ def create_instructor(session: Session, *, login: str, name: str, email: str = "
     login = normalize_login(login)
     if not login or any(ch.isspace() for ch in login):
         raise ValueError(f"{login!r} is not a usable login")
-    if session.scalar(select(User).where(User.login == login)) is not None:
+    if find(session, login=login) is not None:
         raise AccountExists(f"{login} already exists")
     secret = new_secret()
     session.add(User(login=login, name=name, email=email, role="instructor", secret_hash=hash_secret(secret)))
@@ -321,7 +327,7 @@ class NoSuchAccount(Exception):
 def reset_secret(session: Session, *, login: str) -> str:
     """Give an account a new secret, sign out its browsers and revoke its API tokens; returns the new
     secret. The caller commits."""
-    user = session.scalar(select(User).where(User.login == normalize_login(login)))
+    user = find(session, login=login)
     if user is None:
         raise NoSuchAccount(f"no account with the login {login!r}")
     secret = new_secret()
@@ -342,7 +348,7 @@ def _token_hash(token: str) -> str:
 
 
 def open_session(session: Session, user: User, *, now: datetime | None = None) -> str:
-    """Start a browser session for the user; returns the cookie value. The caller commits."""
+    """Start a browser session for the user and commit; returns the cookie value."""
     now = now or datetime.now(UTC)
     token = secrets.token_urlsafe(32)
     session.add(
@@ -354,7 +360,7 @@ def open_session(session: Session, user: User, *, now: datetime | None = None) -
             expires_at=now + SESSION_LIFETIME,
         )
     )
-    session.flush()
+    session.commit()
     return token
 
 
@@ -372,10 +378,11 @@ def load_session(session: Session, token: str | None, *, now: datetime | None = 
 
 
 def close_session(session: Session, token: str | None) -> None:
-    """Forget a browser session (sign-out), and any expired ones while we are here. The caller commits."""
+    """Forget a browser session (sign-out), and any expired ones while we are here; commits."""
     if token:
         session.execute(delete(WebSession).where(WebSession.token_hash == _token_hash(token)))
     session.execute(delete(WebSession).where(WebSession.expires_at < datetime.now(UTC)))
+    session.commit()
 
 
 def csrf_matches(expected: str | None, given: str | None) -> bool:

@@ -48,12 +48,12 @@ def create_token(*, session: Session, user: User, lifetime: timedelta | None = N
 
 
 def revoke_token(*, session: Session, token: str) -> bool:
-    """Revoke one token by its value; False if no such token. The caller commits."""
-    return bool(
-        session.execute(
-            update(ApiToken).where(ApiToken.token_sha256 == token_digest(token)).values(revoked=True)
-        ).rowcount
-    )
+    """Revoke one token by its value, and commit; False if no such token."""
+    revoked = session.execute(
+        update(ApiToken).where(ApiToken.token_sha256 == token_digest(token)).values(revoked=True)
+    ).rowcount
+    session.commit()
+    return bool(revoked)
 
 
 def revoke_tokens(*, session: Session, user_id: int) -> int:

@@ -2,6 +2,7 @@
 
 `sync` validates every folder and records them in the `assignments` table; each process keeps the
 loaded folders and reloads them when a later sync (from `grader assignments sync`) is recorded.
+Smoke runs (`grader smoke`: the reference solution through the service) are recorded here too.
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from grader.assignments import Assignment, load_all
 from grader.config import Settings
 from grader.db import utcnow
-from grader.models import AssignmentRecord
+from grader.models import AssignmentRecord, SmokeRun
 
 # Per assignments folder: the sync stamp the assignments were loaded at, and the assignments.
 _loaded: dict[Path, tuple[object, dict[str, Assignment]]] = {}
@@ -50,3 +51,18 @@ def current(*, session: Session, settings: Settings) -> dict[str, Assignment]:
         cached = (stamp, load_all(settings.assignments_dir))
         _loaded[settings.assignments_dir] = cached
     return cached[1]
+
+
+def record_smoke(*, session: Session, slug: str, passed: bool, detail: str) -> SmokeRun:
+    """Store the outcome of one smoke run of an assignment, and commit."""
+    run = SmokeRun(assignment=slug, passed=passed, detail=detail[:4000])
+    session.add(run)
+    session.commit()
+    return run
+
+
+def last_smoke(*, session: Session, slug: str) -> SmokeRun | None:
+    """The assignment's latest smoke run, if any."""
+    return session.scalar(
+        select(SmokeRun).where(SmokeRun.assignment == slug).order_by(SmokeRun.at.desc()).limit(1)
+    )

@@ -1,7 +1,7 @@
 """The gradebook: which submission counts, weights, and the CSVs: pure functions over plain rows.
 
 Numbers are Decimal throughout and rounded once, at output: two decimals, ROUND_HALF_UP.
-A thin adapter at the end reads the rows from the database for the API.
+grader.gradebook_export reads the rows from the database and streams these CSVs.
 
 Moodle ("Grades > Import > CSV file", UTF-8, comma): upload the `moodle_csv` file; under "Identify
 user by" choose Map from = "ID number" with Map to = "useridnumber" (the student id must be in each
@@ -27,12 +27,8 @@ from decimal import (
 from itertools import groupby
 from typing import Literal
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from grader import csv_export
 from grader.assignments import Assignment, CourseConfig
-from grader.models import Excusal, Extension, Submission, User
 from grader.policies import Deadline, ExtensionRow, deadline_for, dec, late_units, penalty_percent, utc
 
 # Wide enough that sums of weighted percents are exact; fixed so a caller's context cannot change results.
@@ -341,128 +337,6 @@ def per_test_csv(
     return csv_export.lines(rows())
 
 
-# ---- the database ---------------------------------------------------------------------------------
-# Four queries whatever the roster's size: students, extensions, excusals, then one stream of
-# submissions ordered by user. The route must keep the session open while the lines stream
-# (FastAPI closes `yield` dependencies after the response since 0.118).
-
-STREAM_BATCH = 1000
-
-
-def _roster(session: Session) -> list[RosterEntry]:
-    rows = session.execute(
-        select(User.login, User.name, User.email).where(User.role == "student").order_by(User.login)
-    )
-    return [RosterEntry(login, name, email) for login, name, email in rows]
-
-
-def _extensions(session: Session, slugs: list[str]) -> list[ExtensionRow]:
-    rows = session.execute(
-        select(User.login, Extension.assignment, Extension.due, Extension.cutoff, Extension.reason)
-        .join(User, Extension.user_id == User.id)
-        .where(Extension.assignment.in_(slugs))
-    )
-    return [ExtensionRow(*row) for row in rows]
-
-
-def _excusals(session: Session, slugs: list[str]) -> list[ExcusalRow]:
-    rows = session.execute(
-        select(User.login, Excusal.assignment)
-        .join(User, Excusal.user_id == User.id)
-        .where(Excusal.assignment.in_(slugs))
-    )
-    return [ExcusalRow(*row) for row in rows]
-
-
-def _submissions(session: Session, slugs: list[str], *, with_tests: bool = False) -> Iterator[SubmissionRow]:
-    columns = [
-        User.login,
-        Submission.id,
-        Submission.assignment,
-        Submission.submitted_at,
-        Submission.status,
-        Submission.score,
-        Submission.max_score,
-        Submission.pinned,
-    ]
-    # The result JSON is the heavy column: read only for the per-test export.
-    if with_tests:
-        columns.append(Submission.result)
-    stmt = (
-        select(*columns)
-        .join(User, Submission.user_id == User.id)
-        .where(Submission.assignment.in_(slugs), User.role == "student")
-        # By user id, not login: what groups a student's rows is the order, whatever the collation.
-        .order_by(Submission.user_id, Submission.submitted_at)
-        .execution_options(yield_per=STREAM_BATCH)
-    )
-    for row in session.execute(stmt):
-        tests = ()
-        if with_tests:
-            tests = tuple(
-                TestRow(t["name"], t["outcome"] == "passed") for t in (row.result or {}).get("tests", [])
-            )
-        yield SubmissionRow(
-            id=row.id,
-            student_id=row.login,
-            assignment=row.assignment,
-            submitted_at=row.submitted_at,
-            status=row.status,
-            score=row.score,
-            max_score=row.max_score,
-            pinned=row.pinned,
-            tests=tests,
-        )
-
-
-def _tests_of(row) -> list[dict]:
-    return (row.result or {}).get("tests", [])
-
-
-def _grades_from_db(session: Session, assignments: Sequence[Assignment], course: CourseConfig):
-    slugs = [a.slug for a in assignments]
-    return student_grades(
-        roster=_roster(session),
-        assignments=assignments,
-        submissions=_submissions(session, slugs),
-        course=course,
-        extensions=_extensions(session, slugs),
-        excusals=_excusals(session, slugs),
-    )
-
-
 def in_order(assignments: Iterable[Assignment]) -> list[Assignment]:
     """The gradebook's assignment columns: by due date, then slug (so equal due dates keep one order)."""
     return sorted(assignments, key=lambda a: (a.due, a.slug))
-
-
-def export_csv(
-    *,
-    session: Session,
-    assignments: Sequence[Assignment],
-    course: CourseConfig,
-    extra: Collection[Extra] = (),
-) -> Iterator[str]:
-    """The gradebook CSV of every student in the database, as lines to stream."""
-    return gradebook_csv(
-        _grades_from_db(session, assignments, course), assignments=assignments, course=course, extra=extra
-    )
-
-
-def export_moodle_csv(
-    *, session: Session, assignments: Sequence[Assignment], course: CourseConfig
-) -> Iterator[str]:
-    """The Moodle grade-import CSV of every student in the database, as lines to stream."""
-    return moodle_csv(_grades_from_db(session, assignments, course), assignments=assignments, course=course)
-
-
-def export_per_test_csv(*, session: Session, assignment: Assignment) -> Iterator[str]:
-    """Which tests each student's counted submission passed, for one assignment, as lines to stream."""
-    slugs = [assignment.slug]
-    return per_test_csv(
-        roster=_roster(session),
-        assignment=assignment,
-        submissions=_submissions(session, slugs, with_tests=True),
-        extensions=_extensions(session, slugs),
-        excusals=_excusals(session, slugs),
-    )

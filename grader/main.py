@@ -1,4 +1,4 @@
-"""The FastAPI app: routers and the database-unavailable handler."""
+"""The FastAPI app: the JSON API's routers, the web pages, and the database-unavailable handler."""
 
 import logging
 
@@ -6,7 +6,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from grader.routes import assignments, gradebook, pages_common, submissions, tokens
+from grader import web
+from grader.routes import assignments, gradebook, submissions, tokens
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ app.include_router(submissions.router)
 app.include_router(assignments.router)
 app.include_router(gradebook.router)
 app.include_router(tokens.router)
-pages_common.install(app)  # the web pages for students and instructors
+web.install(app)  # the web pages for students and instructors
 
 
 @app.exception_handler(OperationalError)

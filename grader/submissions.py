@@ -1,20 +1,22 @@
-"""Accept an upload: check it, store the file, insert the row and commit. Enqueueing comes after."""
+"""Submissions: accept an upload (check it, store the file, insert the row, commit), and the reads the
+API and the pages make. Sending to the graders comes after the commit (grader.intake)."""
 
 import hashlib
 import math
 import os
 import tempfile
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from grader import policies
+from grader import extensions, policies
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import lock_for_write, utcnow
-from grader.models import Extension, Submission, User
+from grader.models import STATUSES, Submission, User, Worker
 from grader.uploads import BadUpload, detect_format, unpack
 
 
@@ -27,25 +29,6 @@ class Refused(Exception):
         self.message = message
         self.retry_after = retry_after
         super().__init__(message)
-
-
-def find_extension(session: Session, *, user_id: int, slug: str) -> Extension | None:
-    return session.scalar(select(Extension).where(Extension.user_id == user_id, Extension.assignment == slug))
-
-
-def extension_row(ext: Extension | None, student_id: str) -> policies.ExtensionRow | None:
-    """A stored extension as the late policy sees it."""
-    if ext is None:
-        return None
-    return policies.ExtensionRow(
-        student_id=student_id, assignment=ext.assignment, due=ext.due, cutoff=ext.cutoff, reason=ext.reason
-    )
-
-
-def deadline(*, session: Session, assignment: Assignment, user_id: int) -> policies.Deadline:
-    """The student's due date and cutoff: the assignment's, moved by their extension if any."""
-    ext = find_extension(session, user_id=user_id, slug=assignment.slug)
-    return policies.deadline_for(assignment, extension_row(ext, str(user_id)))
 
 
 def stored_filename(filename: str) -> str:
@@ -88,7 +71,7 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
     if not policies.released(assignment, now):
         # Worded like an unknown slug: students are not told what is coming.
         raise Refused("not_released", f"no assignment {assignment.slug!r}")
-    cutoff = deadline(session=session, assignment=assignment, user_id=user_id).cutoff
+    cutoff = extensions.deadline(session=session, assignment=assignment, user_id=user_id).cutoff
     if cutoff is not None and now > cutoff:
         raise Refused(
             "closed", f"{assignment.slug} closed at {cutoff.isoformat()}; uploads are no longer accepted"
@@ -172,3 +155,134 @@ def create_submission(
         session.rollback()  # let the next upload in now, not when the request's session closes
         raise
     return submission
+
+
+# ---- reads -------------------------------------------------------------------------------------------
+
+
+def of_student(session: Session, *, user_id: int, slug: str | None = None) -> list[Submission]:
+    """One student's submissions (to one assignment, or to all), newest first."""
+    query = select(Submission).where(Submission.user_id == user_id)
+    if slug is not None:
+        query = query.where(Submission.assignment == slug)
+    return list(session.scalars(query.order_by(Submission.submitted_at.desc())))
+
+
+def owned(session: Session, *, submission_id: str, user_id: int) -> Submission | None:
+    """The submission if it is this user's; None for someone else's, exactly as for a missing one."""
+    return session.scalar(
+        select(Submission).where(Submission.id == submission_id, Submission.user_id == user_id)
+    )
+
+
+def with_owner(session: Session, *, submission_id: str) -> tuple[Submission, User] | None:
+    """The submission and its student, or None."""
+    row = session.execute(
+        select(Submission, User)
+        .join(User, User.id == Submission.user_id)
+        .where(Submission.id == submission_id)
+    ).first()
+    return (row.Submission, row.User) if row else None
+
+
+def listing(
+    session: Session, *, user_id: int | None = None, login: str | None = None, slug: str | None = None
+) -> list[tuple[Submission, User]]:
+    """Submissions with their students, newest first, at most 500: of one user (by id or login) and/or
+    one assignment."""
+    query = select(Submission, User).join(User, User.id == Submission.user_id)
+    if user_id is not None:
+        query = query.where(Submission.user_id == user_id)
+    if login is not None:
+        query = query.where(User.login == login)
+    if slug:
+        query = query.where(Submission.assignment == slug)
+    return [
+        (sub, owner)
+        for sub, owner in session.execute(query.order_by(Submission.submitted_at.desc()).limit(500))
+    ]
+
+
+def of_assignment(session: Session, *, slug: str) -> list[tuple[Submission, User]]:
+    """Every student's submissions to one assignment with the student, oldest first."""
+    rows = session.execute(
+        select(Submission, User)
+        .join(User, User.id == Submission.user_id)
+        .where(Submission.assignment == slug, User.role == "student")
+        .order_by(Submission.submitted_at)
+    )
+    return [(sub, user) for sub, user in rows]
+
+
+def ids(session: Session, *, slug: str | None = None, user_id: int | None = None) -> list[str]:
+    """The ids of the submissions to one assignment and/or of one student."""
+    query = select(Submission.id)
+    if slug is not None:
+        query = query.where(Submission.assignment == slug)
+    if user_id is not None:
+        query = query.where(Submission.user_id == user_id)
+    return list(session.scalars(query))
+
+
+def status_counts(session: Session, *, slug: str | None = None) -> dict[str, int]:
+    """How many submissions (to one assignment, or to all) are in each status."""
+    query = select(Submission.status, func.count()).group_by(Submission.status)
+    if slug is not None:
+        query = query.where(Submission.assignment == slug)
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({status: n for status, n in session.execute(query)})
+    return counts
+
+
+@dataclass(frozen=True)
+class AssignmentCounts:
+    students: int  # students with at least one submission
+    infrastructure_errors: int
+    flagged: int
+
+
+def assignment_counts(session: Session, *, slug: str) -> AssignmentCounts:
+    """Who submitted to one assignment, and how many of its submissions need a look."""
+    where = Submission.assignment == slug
+    return AssignmentCounts(
+        students=session.scalar(select(func.count(func.distinct(Submission.user_id))).where(where)) or 0,
+        infrastructure_errors=session.scalar(
+            select(func.count()).where(where, Submission.error_kind == "infrastructure")
+        )
+        or 0,
+        flagged=session.scalar(select(func.count()).where(where, Submission.flagged.is_(True))) or 0,
+    )
+
+
+def per_student(session: Session) -> list[tuple[User, int, datetime | None]]:
+    """Every student by login with their number of submissions and the time of the last one."""
+    rows = session.execute(
+        select(User, func.count(Submission.id), func.max(Submission.submitted_at))
+        .outerjoin(Submission, Submission.user_id == User.id)
+        .where(User.role == "student")
+        .group_by(User.id)
+        .order_by(User.login)
+    )
+    return [(user, n, last) for user, n, last in rows]
+
+
+@dataclass
+class QueueState:
+    counts: dict[str, int]
+    oldest_queued: datetime | None
+    workers: list[Worker]
+    live_workers: int
+
+
+def queue_state(session: Session) -> QueueState:
+    """How much is waiting and who is grading it (workers seen in the last two minutes are live)."""
+    now = utcnow()
+    workers = list(session.scalars(select(Worker).order_by(Worker.seen_at.desc())))
+    return QueueState(
+        counts=status_counts(session),
+        oldest_queued=session.scalar(
+            select(func.min(Submission.submitted_at)).where(Submission.status == "queued")
+        ),
+        workers=workers,
+        live_workers=sum(now - w.seen_at < timedelta(minutes=2) for w in workers),
+    )

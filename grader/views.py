@@ -1,6 +1,6 @@
 """Shape stored rows into API responses for a given viewer."""
 
-from grader import feedback, policies, submissions, sweeper
+from grader import extensions, feedback, policies, sweeper
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.models import Submission, User
@@ -38,7 +38,7 @@ def submission_out(
         max_score=submission.max_score,
     )
     if assignment is not None:
-        due = submissions.deadline(session=session, assignment=assignment, user_id=student.id)
+        due = extensions.deadline(session=session, assignment=assignment, user_id=student.id)
         out.late_seconds = max(0, int((submission.submitted_at - due.due).total_seconds()))
         out.penalty_percent = float(policies.penalty_percent(due, submission.submitted_at))
     if submission.status == "queued" and not settings.embedded:

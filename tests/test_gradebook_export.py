@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
-from grader.gradebook import export_csv, export_moodle_csv, export_per_test_csv
+from grader.gradebook_export import export_csv, export_moodle_csv, export_per_test_csv
 from grader.models import Excusal, Extension, Submission, User
 from tests.test_gradebook import ASSIGNMENTS, COURSE, EXCUSALS, EXPECTED, EXTENSIONS, HW1, ROSTER, SUBMISSIONS
 

@@ -272,7 +272,7 @@ def formula_cells(table: list[list[str]]) -> list[str]:
 
 
 def test_roster_names_cannot_inject_formulas_into_any_export(db_session, course):
-    from grader import gradebook
+    from grader import gradebook, gradebook_export
     from grader.assignments import load_all
     from grader.results import GradeResult, TestResult
 
@@ -306,13 +306,13 @@ def test_roster_names_cannot_inject_formulas_into_any_export(db_session, course)
     db_session.commit()
     course_config = assignments[0].course
     exports = {
-        "gradebook": gradebook.export_csv(
+        "gradebook": gradebook_export.export_csv(
             session=db_session, assignments=assignments, course=course_config, extra=["raw", "late"]
         ),
-        "moodle": gradebook.export_moodle_csv(
+        "moodle": gradebook_export.export_moodle_csv(
             session=db_session, assignments=assignments, course=course_config
         ),
-        "tests": gradebook.export_per_test_csv(
+        "tests": gradebook_export.export_per_test_csv(
             session=db_session, assignment=next(a for a in assignments if a.slug == "add-one")
         ),
     }
@@ -322,7 +322,7 @@ def test_roster_names_cannot_inject_formulas_into_any_export(db_session, course)
         names = [row[2 if which == "moodle" else 1] for row in table[1:]]
         assert {"'" + name for name in FORMULAS} <= set(names), which
     # Percent columns are still numbers.
-    table = cells(gradebook.export_csv(session=db_session, assignments=assignments, course=course_config))
+    table = cells(gradebook_export.export_csv(session=db_session, assignments=assignments, course=course_config))
     column = table[0].index("add-one (%)")
     assert {row[column] for row in table[1:]} == {"50.00"}
 

@@ -3,12 +3,9 @@
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
 
-from grader import dispatch, policies, views
-from grader.accounts import normalize_login
+from grader import accounts, catalog, intake, policies, views
 from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
-from grader.models import SmokeRun, Submission, User
 from grader.schemas import AssignmentOut, RegradeOut, SmokeIn, SmokeOut
 
 router = APIRouter(prefix="/api", tags=["assignments"])
@@ -37,13 +34,14 @@ def regrade(
     """Queue every submission of the assignment (or of one student) to be graded again."""
     if slug not in assignments:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
-    query = select(Submission.id).where(Submission.assignment == slug)
+    owner = None
     if student is not None:
-        user_id = session.scalar(select(User.id).where(User.login == normalize_login(student)))
-        if user_id is None:
+        owner = accounts.find(session, login=student)
+        if owner is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {student!r}")
-        query = query.where(Submission.user_id == user_id)
-    queued = dispatch.regrade(session=session, settings=settings, submission_ids=list(session.scalars(query)))
+    queued = intake.regrade(
+        session=session, settings=settings, slug=slug, user_id=owner.id if owner else None
+    )
     return RegradeOut(queued=queued)
 
 
@@ -54,7 +52,5 @@ def record_smoke(
     """Record the outcome of a smoke run (`grader smoke`) for the dashboard."""
     if slug not in assignments:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
-    run = SmokeRun(assignment=slug, passed=body.passed, detail=body.detail[:4000])
-    session.add(run)
-    session.commit()
+    run = catalog.record_smoke(session=session, slug=slug, passed=body.passed, detail=body.detail)
     return SmokeOut(assignment=run.assignment, at=run.at, passed=run.passed, detail=run.detail)

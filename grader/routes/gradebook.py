@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
-from grader import gradebook
+from grader import gradebook, gradebook_export
 from grader.assignments import course_file, load_course
 from grader.deps import AssignmentsDep, InstructorDep, SessionDep, SettingsDep
 
@@ -36,7 +36,7 @@ def gradebook_csv(
 ) -> StreamingResponse:
     """One row per student on the roster: percent after penalty per assignment, then the total."""
     ordered = gradebook.in_order(assignments.values())
-    lines = gradebook.export_csv(
+    lines = gradebook_export.export_csv(
         session=session, assignments=ordered, course=_course(assignments, settings), extra=extra
     )
     return _csv(lines, "gradebook.csv")
@@ -50,7 +50,8 @@ def moodle_csv(
     ordered = gradebook.in_order(assignments.values())
     course = _course(assignments, settings)
     return _csv(
-        gradebook.export_moodle_csv(session=session, assignments=ordered, course=course), "moodle-grades.csv"
+        gradebook_export.export_moodle_csv(session=session, assignments=ordered, course=course),
+        "moodle-grades.csv",
     )
 
 
@@ -62,5 +63,6 @@ def per_test_csv(
     if slug not in assignments:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
     return _csv(
-        gradebook.export_per_test_csv(session=session, assignment=assignments[slug]), f"{slug}-tests.csv"
+        gradebook_export.export_per_test_csv(session=session, assignment=assignments[slug]),
+        f"{slug}-tests.csv",
     )

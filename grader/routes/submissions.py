@@ -4,16 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
-from grader import dispatch, views
-from grader.accounts import normalize_login
+from grader import accounts, intake, submissions, views
 from grader.deps import AssignmentsDep, CurrentUser, SessionDep, SettingsDep
-from grader.models import Submission, User
 from grader.routes.forms import BadForm, TooLarge, receive_form
 from grader.schemas import SubmissionOut
-from grader.submissions import Refused, create_submission
+from grader.submissions import Refused
 
 router = APIRouter(prefix="/api/submissions", tags=["submissions"])
 
@@ -104,14 +101,14 @@ async def submit(
 
 def _accept(session, settings, user, assignment, on_behalf, filename, data) -> SubmissionOut:
     student = user
-    if on_behalf and normalize_login(on_behalf) != user.login:
+    if on_behalf and accounts.normalize_login(on_behalf) != user.login:
         if not user.is_instructor:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only instructors may submit for another student")
-        student = session.scalar(select(User).where(User.login == normalize_login(on_behalf)))
+        student = accounts.find(session, login=on_behalf)
         if student is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {on_behalf!r}")
     try:
-        submission = create_submission(
+        submission = intake.accept(
             session=session,
             settings=settings,
             assignment=assignment,
@@ -124,9 +121,6 @@ def _accept(session, settings, user, assignment, on_behalf, filename, data) -> S
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         code = REFUSED_STATUS.get(exc.reason, status.HTTP_422_UNPROCESSABLE_CONTENT)
         raise HTTPException(code, exc.message, headers=headers) from exc
-    # Committed: now it may be sent. If the broker is down the sweeper sends it later.
-    dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
-    session.refresh(submission)
     return views.submission_out(
         session=session,
         settings=settings,
@@ -147,17 +141,12 @@ def list_submissions(
     student: Annotated[str | None, Query(description="instructors: this student's only")] = None,
 ) -> list[SubmissionOut]:
     """Your submissions, newest first (instructors: everyone's, or one student's)."""
-    query = (
-        select(Submission, User)
-        .join(User, User.id == Submission.user_id)
-        .order_by(Submission.submitted_at.desc())
+    rows = submissions.listing(
+        session,
+        user_id=None if user.is_instructor else user.id,
+        login=accounts.normalize_login(student) if user.is_instructor and student else None,
+        slug=assignment,
     )
-    if not user.is_instructor:
-        query = query.where(Submission.user_id == user.id)
-    elif student:
-        query = query.where(User.login == normalize_login(student))
-    if assignment:
-        query = query.where(Submission.assignment == assignment)
     return [
         views.submission_out(
             session=session,
@@ -167,7 +156,7 @@ def list_submissions(
             viewer=user,
             assignment=assignments.get(sub.assignment),
         )
-        for sub, owner in session.execute(query.limit(500)).all()
+        for sub, owner in rows
     ]
 
 
@@ -180,13 +169,9 @@ def get_submission(
     assignments: AssignmentsDep,
 ) -> SubmissionOut:
     """One submission: status, score, tests (as much as you may see), timestamps and lateness."""
-    row = session.execute(
-        select(Submission, User)
-        .join(User, User.id == Submission.user_id)
-        .where(Submission.id == submission_id)
-    ).first()
+    row = submissions.with_owner(session, submission_id=submission_id)
     # Someone else's submission is reported as missing, not as forbidden: ids are not to be probed.
-    if row is None or (not user.is_instructor and row.Submission.user_id != user.id):
+    if row is None or (not user.is_instructor and row[0].user_id != user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such submission")
     submission, owner = row
     return views.submission_out(

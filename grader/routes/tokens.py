@@ -19,5 +19,4 @@ def revoke_this_token(session: SessionDep, _: CurrentUser, credentials: BearerDe
     A new one comes from `grader token create`.
     """
     auth.revoke_token(session=session, token=credentials.credentials)
-    session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

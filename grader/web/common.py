@@ -1,20 +1,25 @@
-"""What every web page shares: templates, the signed-in user from the session cookie, CSRF checks."""
+"""What every web page shares: templates, the signed-in user from the session cookie, CSRF checks,
+times in the course's zone, and submissions as the gradebook counts them."""
 
 import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from grader import accounts, display
+from grader import accounts, gradebook
+from grader.assignments import Assignment, InvalidAssignment, load_course
 from grader.config import get_settings
 from grader.deps import SessionDep
-from grader.models import User, WebSession
+from grader.models import Submission, User, WebSession
+from grader.policies import Deadline
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parent
 # Jinja2Templates turns autoescaping on for .html: every value a template prints is escaped.
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
 
@@ -115,17 +120,24 @@ def render(
 
 def course_config(assignments_dir: Path):
     """The course (title, time zone) or None before any course.toml exists."""
-    from grader.assignments import InvalidAssignment, load_course
-
     try:
         return load_course(assignments_dir / "course.toml")
     except InvalidAssignment:
         return None
 
 
+def local_time(moment: datetime | None, timezone: str) -> str:
+    """`Tue 15 Sep 2026, 23:59 EDT`: a moment in the course's time zone, as people read it."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:  # only ever UTC in this service (grader.db.UTCDateTime)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%a %d %b %Y, %H:%M %Z")
+
+
 def _local(moment) -> str:
     course = course_config(get_settings().assignments_dir)
-    return display.local_time(moment, course.timezone if course else "UTC")
+    return local_time(moment, course.timezone if course else "UTC")
 
 
 templates.env.filters["local"] = _local
@@ -140,20 +152,24 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def install(app: FastAPI) -> None:
-    """Add the web pages to the app: routers, static files, and the pages' error handlers."""
-    from grader.routes import pages, pages_instructor
+def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
+    """A stored submission as the gradebook counts it."""
+    return gradebook.SubmissionRow(
+        id=sub.id,
+        student_id=login,
+        assignment=sub.assignment,
+        submitted_at=sub.submitted_at,
+        status=sub.status,
+        score=sub.score,
+        max_score=sub.max_score,
+        pinned=sub.pinned,
+    )
 
-    app.include_router(pages.router)
-    app.include_router(pages_instructor.router)
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
-    @app.exception_handler(SignInRequired)
-    async def _to_signin(request: Request, exc: SignInRequired) -> Response:
-        return redirect(f"/signin?next={exc.next_path}")
-
-    @app.exception_handler(PageError)
-    async def _error_page(request: Request, exc: PageError) -> Response:
-        return render(
-            request, "error.html", web=None, status_code=exc.status_code, title=exc.title, message=exc.message
-        )
+def counted(
+    subs: Iterable[Submission], login: str, deadline: Deadline, assignment: Assignment
+) -> gradebook.Scored | None:
+    """The submission that counts for the student's grade on this assignment, as the gradebook picks it."""
+    return gradebook.counted_submission(
+        [submission_row(s, login) for s in subs], deadline, assignment.submissions.counts
+    )

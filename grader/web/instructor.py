@@ -1,41 +1,258 @@
-"""The instructor's web pages: assignments, students, extensions, regrades, the gradebook."""
+"""The instructor's pages: assignments, students, extensions, regrades, the gradebook."""
 
 import csv
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
-from grader import dispatch, instructor_pages
-from grader.config import get_settings
+from grader import accounts, catalog, extensions, gradebook, gradebook_export, intake, policies, submissions
+from grader.assignments import Assignment
+from grader.config import Settings, get_settings
 from grader.deps import SessionDep
-from grader.routes.pages_common import CsrfCheckedDep, InstructorPageDep, PageError, redirect, render
+from grader.models import Extension, SmokeRun, Submission, User, WebSession
+from grader.results import GradeResult
+from grader.web.common import (
+    CsrfCheckedDep,
+    InstructorPageDep,
+    PageError,
+    counted,
+    local_time,
+    redirect,
+    render,
+)
 
 router = APIRouter(prefix="/instructor", include_in_schema=False)
 
 
-def _instructor_only(web) -> None:
+def _instructor_form(web: CsrfCheckedDep) -> WebSession:
     # CsrfCheckedDep proves a signed-in session; POSTs here must also come from an instructor.
     if web.user.role != "instructor":
         raise PageError(403, "Instructors only", "This action is for the course's instructors.")
+    return web
+
+
+InstructorFormDep = Annotated[WebSession, Depends(_instructor_form)]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    label: str
+    count: int
+    height_percent: float
+
+
+def histogram(percents: list[float], *, buckets: int = 10) -> list[Bucket]:
+    """Counts of percents (0..100) in equal ranges; full marks fall in the last one."""
+    counts = [0] * buckets
+    for percent in percents:
+        counts[min(int(max(percent, 0) / 100 * buckets), buckets - 1)] += 1
+    top = max(counts) or 1
+    step = 100 / buckets
+    return [
+        Bucket(label=f"{i * step:.0f}–{(i + 1) * step:.0f}", count=count, height_percent=100 * count / top)
+        for i, count in enumerate(counts)
+    ]
+
+
+@dataclass(frozen=True)
+class TestRate:
+    __test__ = False  # not a pytest class
+
+    name: str
+    visibility: str
+    passed: int
+    total: int
+    max_points: float
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.passed / self.total if self.total else 0.0
+
+
+def pass_rates(results: list[GradeResult]) -> list[TestRate]:
+    """Per test, how many graded results passed it; the most failed tests first."""
+    passed: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    info: dict[str, tuple[str, float]] = {}
+    for result in results:
+        if result.status != "graded":
+            continue
+        for test in result.tests:
+            total[test.name] += 1
+            passed[test.name] += test.outcome == "passed"
+            info[test.name] = (test.visibility, test.max_points)
+    rates = [TestRate(name, info[name][0], passed[name], total[name], info[name][1]) for name in total]
+    return sorted(rates, key=lambda rate: (rate.percent, rate.name))
+
+
+@dataclass
+class AssignmentSummary:
+    assignment: Assignment
+    due_text: str
+    counts: dict[str, int]  # by status
+    students: int  # students with at least one submission
+    smoke: SmokeRun | None
+    infrastructure_errors: int
+    flagged: int
+
+
+def summary(session: Session, assignment: Assignment) -> AssignmentSummary:
+    """One assignment's submission counts and the reference solution's last smoke run."""
+    slug = assignment.slug
+    found = submissions.assignment_counts(session, slug=slug)
+    return AssignmentSummary(
+        assignment=assignment,
+        due_text=local_time(assignment.due, assignment.course.timezone),
+        counts=submissions.status_counts(session, slug=slug),
+        students=found.students,
+        smoke=catalog.last_smoke(session=session, slug=slug),
+        infrastructure_errors=found.infrastructure_errors,
+        flagged=found.flagged,
+    )
+
+
+@dataclass
+class Dashboard:
+    assignment: Assignment
+    summary: AssignmentSummary
+    histogram: list[Bucket]
+    counted_students: int
+    mean_percent: float | None
+    pass_rates: list[TestRate]
+    pending: list[tuple[Submission, User]]
+    problems: list[tuple[Submission, User, str]]  # infrastructure errors and flagged submissions
+
+
+def dashboard(session: Session, *, settings: Settings, slug: str) -> Dashboard | None:
+    """One assignment: the counted score of each student, per-test pass rates, the queue, problems."""
+    assignment = catalog.current(session=session, settings=settings).get(slug)
+    if assignment is None:
+        return None
+    rows = submissions.of_assignment(session, slug=slug)
+    by_student: dict[int, list[Submission]] = defaultdict(list)
+    logins = {}
+    for sub, user in rows:
+        by_student[sub.user_id].append(sub)
+        logins[sub.user_id] = user.login
+    granted = {ext.user_id: ext for ext, _ in extensions.stored(session, slugs=[slug])}
+    percents, counted_results = [], []
+    for user_id, subs in by_student.items():
+        deadline = extensions.deadline_with(assignment, granted.get(user_id))
+        chosen = counted(subs, logins[user_id], deadline, assignment)
+        if chosen is None:
+            continue
+        percents.append(float(chosen.final))
+        sub = next(s for s in subs if s.id == chosen.submission.id)
+        if sub.result:
+            counted_results.append(GradeResult.model_validate(sub.result))
+    problems = []
+    for sub, user in rows:
+        if sub.error_kind == "infrastructure":
+            message = (sub.result or {}).get("error", {}) or {}
+            problems.append((sub, user, f"infrastructure error: {message.get('message', '')}"))
+        elif sub.flagged:
+            problems.append((sub, user, "flagged: " + ", ".join((sub.result or {}).get("flags", []))))
+    return Dashboard(
+        assignment=assignment,
+        summary=summary(session, assignment),
+        histogram=histogram(percents),
+        counted_students=len(percents),
+        mean_percent=sum(percents) / len(percents) if percents else None,
+        pass_rates=pass_rates(counted_results),
+        pending=[(s, u) for s, u in rows if s.status in ("queued", "running")],
+        problems=problems[-50:],
+    )
+
+
+@dataclass
+class StudentSummary:
+    user: User
+    submissions: int
+    last_at: datetime | None
+
+
+@dataclass
+class StudentAssignment:
+    assignment: Assignment
+    deadline: policies.Deadline
+    extension: Extension | None
+    due_text: str
+    due_local_input: str  # for <input type=datetime-local>, in the course's time zone
+    submissions: list[tuple[Submission, int, str]] = field(default_factory=list)  # (sub, late units, when)
+    counted_id: str | None = None
+    counted_percent: str = ""
+
+
+def student_detail(
+    session: Session, *, settings: Settings, login: str
+) -> tuple[User, list[StudentAssignment]] | None:
+    """Every submission of one student, per assignment, with their extensions."""
+    user = accounts.find(session, login=login, role="student")
+    if user is None:
+        return None
+    subs = submissions.of_student(session, user_id=user.id)
+    granted = {ext.assignment: ext for ext, _ in extensions.stored(session, user_id=user.id)}
+    out = []
+    assignments = catalog.current(session=session, settings=settings)
+    for slug, assignment in sorted(assignments.items(), key=lambda kv: kv[1].due):
+        tz = assignment.course.timezone
+        ext = granted.get(slug)
+        deadline = extensions.deadline_with(assignment, ext)
+        mine = [s for s in subs if s.assignment == slug]
+        chosen = counted(mine, user.login, deadline, assignment)
+        out.append(
+            StudentAssignment(
+                assignment=assignment,
+                deadline=deadline,
+                extension=ext,
+                due_text=local_time(deadline.due, tz),
+                due_local_input=deadline.due.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M"),
+                submissions=[
+                    (s, policies.late_units(deadline, s.submitted_at), local_time(s.submitted_at, tz))
+                    for s in mine
+                ],
+                counted_id=chosen.submission.id if chosen else None,
+                counted_percent=f"{gradebook.rounded(chosen.final)}%" if chosen else "",
+            )
+        )
+    return user, out
+
+
+def gradebook_csv_lines(session: Session, *, settings: Settings) -> Iterator[str]:
+    """The gradebook CSV, exactly what GET /api/gradebook.csv serves, as lines to stream."""
+    assignments = gradebook.in_order(catalog.current(session=session, settings=settings).values())
+    if not assignments:
+        return iter(())
+    return gradebook_export.export_csv(session=session, assignments=assignments, course=assignments[0].course)
+
+
+# ---- the pages ---------------------------------------------------------------------------------------
 
 
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
+    assignments = catalog.current(session=session, settings=get_settings()).values()
     return render(
         request,
         "instructor_overview.html",
         web=web,
         title="Assignments",
         nav="overview",
-        summaries=instructor_pages.overview(session, settings=get_settings()),
-        queue=instructor_pages.queue_state(session),
+        summaries=sorted((summary(session, a) for a in assignments), key=lambda s: s.assignment.due),
+        queue=submissions.queue_state(session),
     )
 
 
 @router.get("/assignments/{slug}", response_class=HTMLResponse)
 def assignment(request: Request, session: SessionDep, web: InstructorPageDep, slug: str) -> Response:
-    board = instructor_pages.dashboard(session, settings=get_settings(), slug=slug)
+    board = dashboard(session, settings=get_settings(), slug=slug)
     if board is None:
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     title = board.assignment.title
@@ -43,19 +260,19 @@ def assignment(request: Request, session: SessionDep, web: InstructorPageDep, sl
 
 
 @router.post("/assignments/{slug}/regrade")
-def regrade_all(session: SessionDep, web: CsrfCheckedDep, slug: str) -> Response:
-    _instructor_only(web)
-    ids = instructor_pages.assignment_submission_ids(session, slug)
-    sent = dispatch.regrade(session=session, settings=get_settings(), submission_ids=ids)
+def regrade_all(session: SessionDep, web: InstructorFormDep, slug: str) -> Response:
+    sent = intake.regrade(session=session, settings=get_settings(), slug=slug)
     return redirect(f"/instructor/assignments/{slug}?ok=Queued {sent} submission(s) for regrading.")
 
 
 @router.post("/submissions/{submission_id}/regrade")
 def regrade_one(
-    session: SessionDep, web: CsrfCheckedDep, submission_id: str, back: Annotated[str, Form()] = "/instructor"
+    session: SessionDep,
+    web: InstructorFormDep,
+    submission_id: str,
+    back: Annotated[str, Form()] = "/instructor",
 ) -> Response:
-    _instructor_only(web)
-    sent = dispatch.regrade(session=session, settings=get_settings(), submission_ids=[submission_id])
+    sent = intake.regrade(session=session, settings=get_settings(), submission_id=submission_id)
     back = back if back.startswith("/instructor") else "/instructor"
     return redirect(
         f"{back}?ok=" + ("Queued the submission for regrading." if sent else "Nothing to regrade.")
@@ -64,20 +281,18 @@ def regrade_one(
 
 @router.get("/students", response_class=HTMLResponse)
 def students(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
+    rows = [
+        StudentSummary(user=u, submissions=n, last_at=last) for u, n, last in submissions.per_student(session)
+    ]
     return render(
-        request,
-        "instructor_students.html",
-        web=web,
-        title="Students",
-        nav="students",
-        students=instructor_pages.students(session),
+        request, "instructor_students.html", web=web, title="Students", nav="students", students=rows
     )
 
 
 def _student_page(
     request: Request, session, web, login: str, *, error: str = "", status: int = 200
 ) -> Response:
-    found = instructor_pages.student_detail(session, settings=get_settings(), login=login)
+    found = student_detail(session, settings=get_settings(), login=login)
     if found is None:
         raise PageError(404, "No such student", f"There is no student {login!r}.")
     student, rows = found
@@ -103,7 +318,7 @@ def student(request: Request, session: SessionDep, web: InstructorPageDep, login
 def extension(
     request: Request,
     session: SessionDep,
-    web: CsrfCheckedDep,
+    web: InstructorFormDep,
     login: str,
     slug: str,
     due: Annotated[str, Form(max_length=40)] = "",
@@ -112,33 +327,27 @@ def extension(
     remove: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """Grant, change or remove one student's extension for one assignment."""
-    _instructor_only(web)
-    settings = get_settings()
-    found = instructor_pages.student_detail(session, settings=settings, login=login)
-    assignment = instructor_pages.course_assignments(session, settings).get(slug)
-    if found is None or assignment is None:
+    user = accounts.find(session, login=login, role="student")
+    assignment = catalog.current(session=session, settings=get_settings()).get(slug)
+    if user is None or assignment is None:
         raise PageError(404, "Not found", "No such student or assignment.")
-    user = found[0]
     if remove:
-        instructor_pages.remove_extension(session, user=user, slug=slug)
+        extensions.remove(session=session, user=user, slug=slug)
         message = f"Removed the extension on {slug}."
     else:
         try:
-            instructor_pages.set_extension(
-                session, user=user, assignment=assignment, due=due, cutoff=cutoff, reason=reason
+            extensions.grant(
+                session=session, user=user, assignment=assignment, due=due, cutoff=cutoff, reason=reason
             )
-        except instructor_pages.BadExtension as exc:
-            session.rollback()
+        except extensions.BadExtension as exc:
             return _student_page(request, session, web, login, error=f"{slug}: {exc}", status=400)
         message = f"Saved the extension on {slug}."
-    session.commit()
     return redirect(f"/instructor/students/{login}?ok={message}")
 
 
 @router.get("/gradebook", response_class=HTMLResponse)
-def gradebook(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
-    lines = instructor_pages.gradebook_csv_lines(session, settings=get_settings())
-    table = list(csv.reader(lines))
+def gradebook_page(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
+    table = list(csv.reader(gradebook_csv_lines(session, settings=get_settings())))
     return render(
         request,
         "instructor_gradebook.html",
@@ -152,9 +361,8 @@ def gradebook(request: Request, session: SessionDep, web: InstructorPageDep) -> 
 
 @router.get("/gradebook.csv")
 def gradebook_csv(session: SessionDep, web: InstructorPageDep) -> Response:
-    lines = instructor_pages.gradebook_csv_lines(session, settings=get_settings())
     return StreamingResponse(
-        lines,
+        gradebook_csv_lines(session, settings=get_settings()),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="gradebook.csv"'},
     )

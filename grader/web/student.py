@@ -1,132 +1,262 @@
-"""The web pages for everyone: sign-in, sign-out, and the student's assignments and submissions."""
+"""The student's pages: their assignments, the upload form, their submissions and results.
 
-import math
-from datetime import UTC, datetime
-from typing import Annotated
+A student only ever reaches their own rows: every read here is of their user id.
+"""
 
-from fastapi import APIRouter, Form, Request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.orm import Session
 
-from grader import accounts, dispatch, policies, student_pages, submissions
-from grader.config import get_settings
+from grader import accounts, catalog, extensions, feedback, gradebook, intake, policies, submissions
+from grader.assignments import Assignment, LatePolicy
+from grader.config import Settings, get_settings
 from grader.db import utcnow
 from grader.deps import SessionDep
+from grader.models import Submission, User
+from grader.results import CellError, GradeError, GradeResult, TestResult
 from grader.routes import forms
-from grader.routes.pages_common import (
-    SESSION_COOKIE,
-    SIGNIN_CSRF_COOKIE,
-    CsrfCheckedDep,
-    PageError,
-    StudentPageDep,
-    WebSessionDep,
-    new_csrf_token,
-    redirect,
-    render,
-    set_cookie,
-)
+from grader.schemas import HiddenTotal
+from grader.web.common import PageError, StudentPageDep, counted, local_time, redirect, render, submission_row
 
 router = APIRouter(include_in_schema=False)
 
+DONE = ("graded", "error")
 # A refused upload's status on the form; anything else is 400.
 REFUSED_STATUS = {"not_released": 404, "rate_limited": 429}
 
 
-def _safe_next(path: str, default: str) -> str:
-    # Only a path on this site: "//evil.example" and "https://..." would be an open redirect.
-    return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else default
+def time_left(due: datetime, now: datetime) -> str:
+    """`2 days 3 hours left`, `40 minutes left`, or `due 5 hours ago`."""
+    delta = due - now
+    seconds = abs(int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        text = f"{days} day{'s' * (days != 1)}" + (f" {hours} hour{'s' * (hours != 1)}" if hours else "")
+    elif hours:
+        text = f"{hours} hour{'s' * (hours != 1)}" + (f" {minutes} min" if minutes else "")
+    else:
+        text = f"{minutes} minute{'s' * (minutes != 1)}"
+    return f"due {text} ago" if delta < timedelta(0) else f"{text} left"
 
 
-def _home_for(web) -> str:
-    return "/instructor" if web.user.role == "instructor" else "/assignments"
-
-
-@router.get("/")
-def home(web: WebSessionDep) -> Response:
-    return redirect(_home_for(web) if web else "/signin")
-
-
-def _signin_page(request: Request, *, next_path: str, login: str = "", error: str = "", status: int = 200):
-    token = request.cookies.get(SIGNIN_CSRF_COOKIE) or new_csrf_token()
-    response = render(
-        request,
-        "signin.html",
-        web=None,
-        status_code=status,
-        title="Sign in",
-        next=next_path,
-        login=login,
-        error=error,
-        csrf_token=token,
-    )
-    set_cookie(response, request, SIGNIN_CSRF_COOKIE, token, max_age=3600)
-    return response
-
-
-@router.get("/signin", response_class=HTMLResponse)
-def signin_form(request: Request, web: WebSessionDep, next: str = "") -> Response:
-    if web:
-        return redirect(_safe_next(next, _home_for(web)))
-    return _signin_page(request, next_path=next)
-
-
-@router.post("/signin")
-def signin(
-    request: Request,
-    session: SessionDep,
-    login: Annotated[str, Form(max_length=128)] = "",
-    secret: Annotated[str, Form(max_length=256)] = "",
-    csrf_token: Annotated[str, Form(max_length=128)] = "",
-    next: Annotated[str, Form(max_length=512)] = "",
-) -> Response:
-    if not accounts.csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE), csrf_token):
-        return _signin_page(
-            request,
-            next_path=next,
-            login=login,
-            status=403,
-            error="The sign-in form expired (or cookies are blocked). Please try again.",
+def late_policy_text(policy: LatePolicy, timezone: str) -> str:
+    """The late policy in one sentence for students."""
+    if policy.penalty_percent == 0:
+        text = "Late submissions are not penalised"
+    else:
+        text = (
+            f"{policy.penalty_percent:g}% off per {policy.unit} (or part of one) late, "
+            f"at most {policy.max_penalty_percent:g}%"
         )
+        if policy.grace_minutes:
+            text += f", after a grace period of {policy.grace_minutes} minutes"
+    if policy.cutoff:
+        text += f"; no uploads after {local_time(policy.cutoff, timezone)}"
+    return text + "."
+
+
+def charged(sub: Submission) -> bool:
+    """Counts against the submission limits: everything but what our infrastructure lost."""
+    return sub.error_kind != "infrastructure"
+
+
+@dataclass
+class AssignmentRow:
+    assignment: Assignment
+    deadline: policies.Deadline
+    extended: bool
+    due_text: str
+    time_left: str
+    late_text: str
+    used: int
+    allowed: int | None
+    per_hour: int | None
+    counted: gradebook.Scored | None
+    open: bool
+    cutoff_text: str
+
+
+@dataclass
+class SubmissionItem:
+    submission: Submission
+    submitted_text: str
+    late_units: int
+    penalty: Decimal
+    counts: bool
+
+
+@dataclass
+class AssignmentPage:
+    row: AssignmentRow
+    submissions: list[SubmissionItem] = field(default_factory=list)
+    refusal: str | None = None  # why an upload would be refused right now
+
+
+def _row(session: Session, user: User, assignment: Assignment, subs: list[Submission], now: datetime):
+    tz = assignment.course.timezone
+    extension = extensions.find(session, user_id=user.id, slug=assignment.slug)
+    deadline = extensions.deadline_with(assignment, extension)
+    policy = assignment.submissions
+    return AssignmentRow(
+        assignment=assignment,
+        deadline=deadline,
+        extended=extension is not None,
+        due_text=local_time(deadline.due, tz),
+        time_left=time_left(deadline.due, now),
+        late_text=late_policy_text(deadline.policy, tz),
+        used=sum(charged(s) for s in subs),
+        allowed=policy.max,
+        per_hour=policy.per_hour,
+        counted=counted(subs, user.login, deadline, assignment),
+        open=deadline.cutoff is None or now <= deadline.cutoff,
+        cutoff_text=local_time(deadline.cutoff, tz) if deadline.cutoff else "",
+    )
+
+
+def assignment_rows(session: Session, *, user: User, settings: Settings) -> list[AssignmentRow]:
+    """The released assignments, soonest due first, with this student's standing on each."""
+    now = utcnow()
+    rows = [
+        _row(session, user, a, submissions.of_student(session, user_id=user.id, slug=a.slug), now)
+        for a in catalog.current(session=session, settings=settings).values()
+        if policies.released(a, now)
+    ]
+    return sorted(rows, key=lambda row: row.deadline.due)
+
+
+def refusal_reason(session: Session, assignment: Assignment, user: User, now: datetime) -> str | None:
+    """Why this student cannot upload now (cutoff, submission limits): the API's own check."""
     try:
-        user = accounts.sign_in(session, login=login, secret=secret)
-    except accounts.LockedOut as exc:
-        minutes = max(1, math.ceil((exc.until - datetime.now(UTC)).total_seconds() / 60))
-        return _signin_page(
-            request,
-            next_path=next,
-            login=login,
-            status=429,
-            error=f"Too many wrong secrets for this id: sign-in is locked for {minutes} more minute(s). "
-            "Ask your instructor for a new secret if you lost yours.",
+        submissions.check_limits(session=session, assignment=assignment, user_id=user.id, now=now)
+    except submissions.Refused as exc:
+        return exc.message
+    return None
+
+
+def assignment_page(session: Session, *, user: User, slug: str, settings: Settings) -> AssignmentPage | None:
+    """One released assignment: the student's standing, their submissions, and whether they may upload."""
+    assignment = catalog.current(session=session, settings=settings).get(slug)
+    now = utcnow()
+    if assignment is None or not policies.released(assignment, now):
+        return None
+    subs = submissions.of_student(session, user_id=user.id, slug=slug)
+    row = _row(session, user, assignment, subs, now)
+    counted_id = row.counted.submission.id if row.counted else None
+    tz = assignment.course.timezone
+    items = [
+        SubmissionItem(
+            submission=s,
+            submitted_text=local_time(s.submitted_at, tz),
+            late_units=policies.late_units(row.deadline, s.submitted_at),
+            penalty=policies.penalty_percent(row.deadline, s.submitted_at),
+            counts=s.id == counted_id,
         )
-    if user is None:
-        return _signin_page(
-            request, next_path=next, login=login, status=401, error="Unknown student id or wrong secret."
-        )
-    token = accounts.open_session(session, user)
-    session.commit()
-    response = redirect(_safe_next(next, "/instructor" if user.role == "instructor" else "/assignments"))
-    set_cookie(
-        response, request, SESSION_COOKIE, token, max_age=int(accounts.SESSION_LIFETIME.total_seconds())
+        for s in subs
+    ]
+    return AssignmentPage(row=row, submissions=items, refusal=refusal_reason(session, assignment, user, now))
+
+
+@dataclass
+class StudentResult:
+    """A result as its student may see it (grader.feedback decides what of the hidden tests)."""
+
+    status: str
+    score: float
+    max_score: float | None
+    tests: list[TestResult]
+    hidden_total: HiddenTotal | None  # shown when hidden tests appear only as a total
+    error: GradeError | None
+    output: str
+    output_truncated: bool
+    cell_errors: list[CellError]
+
+
+def student_result(result: GradeResult, hidden: str) -> StudentResult:
+    """The result with hidden tests shown as the assignment's feedback.hidden allows."""
+    tests, total, error = feedback.for_student(result, hidden=hidden)
+    return StudentResult(
+        status=result.status,
+        score=result.score,
+        max_score=result.max_score,
+        tests=list(tests),
+        hidden_total=total if hidden == "score" else None,
+        error=error,
+        output=result.output,
+        output_truncated=result.output_truncated,
+        cell_errors=result.cell_errors,
     )
-    response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/")
-    return response
 
 
-@router.post("/signout")
-def signout(request: Request, session: SessionDep, web: CsrfCheckedDep) -> Response:
-    accounts.close_session(session, request.cookies.get(SESSION_COOKIE))
-    session.commit()
-    response = redirect("/signin")
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
+@dataclass
+class SubmissionView:
+    assignment: Assignment
+    submission: Submission
+    submitted_text: str
+    result: StudentResult | None
+    late_units: int
+    penalty: Decimal
+    final_score: Decimal | None
+    counts: bool
+    state: dict
 
 
-# ---- students ----------------------------------------------------------------------------------------
+def _state(sub: Submission) -> dict:
+    notes = {
+        "queued": "Waiting for a grading worker ...",
+        "running": "Running the tests in the sandbox ...",
+        "graded": "Graded.",
+        "error": "Could not be graded.",
+    }
+    return {"id": sub.id, "status": sub.status, "done": sub.status in DONE, "note": notes.get(sub.status, "")}
+
+
+def submission_view(session: Session, *, user: User, submission_id: str, settings: Settings):
+    """One of the student's submissions: result, lateness, whether it counts; None if not theirs."""
+    sub = submissions.owned(session, submission_id=submission_id, user_id=user.id)
+    if sub is None:
+        return None
+    assignment = catalog.current(session=session, settings=settings).get(sub.assignment)
+    if assignment is None:
+        return None
+    deadline = extensions.deadline(session=session, assignment=assignment, user_id=user.id)
+    result = None
+    if sub.status in DONE and sub.result:
+        result = student_result(GradeResult.model_validate(sub.result), assignment.config.feedback.hidden)
+    scored = gradebook.score(submission_row(sub, user.login), deadline)
+    chosen = counted(
+        submissions.of_student(session, user_id=user.id, slug=sub.assignment),
+        user.login,
+        deadline,
+        assignment,
+    )
+    final = None
+    if sub.status == "graded" and sub.max_score:
+        final = gradebook.rounded(Decimal(repr(sub.score or 0)) * (100 - scored.penalty) / 100)
+    return SubmissionView(
+        assignment=assignment,
+        submission=sub,
+        submitted_text=local_time(sub.submitted_at, assignment.course.timezone),
+        result=result,
+        late_units=scored.late_units,
+        penalty=scored.penalty,
+        final_score=final,
+        counts=chosen is not None and chosen.submission.id == sub.id,
+        state=_state(sub),
+    )
+
+
+# ---- the pages ---------------------------------------------------------------------------------------
 
 
 @router.get("/assignments", response_class=HTMLResponse)
 def assignment_list(request: Request, session: SessionDep, web: StudentPageDep) -> Response:
-    rows = student_pages.assignment_rows(session, user=web.user, settings=get_settings())
+    rows = assignment_rows(session, user=web.user, settings=get_settings())
     return render(
         request, "student_assignments.html", web=web, title="Assignments", nav="assignments", rows=rows
     )
@@ -134,7 +264,7 @@ def assignment_list(request: Request, session: SessionDep, web: StudentPageDep) 
 
 def _assignment_page(request: Request, session, web, slug: str, *, error: str = "", status: int = 200):
     settings = get_settings()
-    page = student_pages.assignment_page(session, user=web.user, slug=slug, settings=settings)
+    page = assignment_page(session, user=web.user, slug=slug, settings=settings)
     if page is None:
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     return render(
@@ -166,7 +296,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
             return JSONResponse({"detail": message}, status_code=status)
         return _assignment_page(request, session, web, slug, error=message, status=status)
 
-    assignment = student_pages.course_assignments(session, settings).get(slug)
+    assignment = catalog.current(session=session, settings=settings).get(slug)
     if assignment is None or not policies.released(assignment, utcnow()):
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     try:
@@ -186,7 +316,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     finally:
         await form.close()
     try:
-        submission = submissions.create_submission(
+        submission = intake.accept(
             session=session,
             settings=settings,
             assignment=assignment,
@@ -196,7 +326,6 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
         )
     except submissions.Refused as exc:
         return refuse(exc.message, REFUSED_STATUS.get(exc.reason, 400))
-    dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
     url = f"/submissions/{submission.id}"
     return JSONResponse({"url": url}, status_code=201) if wants_json else redirect(url)
 
@@ -205,9 +334,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
 def submission_detail(
     request: Request, session: SessionDep, web: StudentPageDep, submission_id: str
 ) -> Response:
-    view = student_pages.submission_view(
-        session, user=web.user, submission_id=submission_id, settings=get_settings()
-    )
+    view = submission_view(session, user=web.user, submission_id=submission_id, settings=get_settings())
     if view is None:
         # Someone else's submission reads exactly like one that does not exist.
         raise PageError(404, "No such submission", "There is no such submission among yours.")
@@ -223,7 +350,8 @@ def submission_detail(
 
 @router.get("/submissions/{submission_id}/status.json")
 def submission_status(session: SessionDep, web: StudentPageDep, submission_id: str) -> JSONResponse:
-    state = student_pages.submission_state(session, user=web.user, submission_id=submission_id)
-    if state is None:
+    """The small JSON the submission page polls until grading is done."""
+    sub = submissions.owned(session, submission_id=submission_id, user_id=web.user.id)
+    if sub is None:
         return JSONResponse({"detail": "not found"}, status_code=404)
-    return JSONResponse(state, headers={"Cache-Control": "no-store"})
+    return JSONResponse(_state(sub), headers={"Cache-Control": "no-store"})
