@@ -415,6 +415,26 @@ def test_rate_limit_per_hour_uses_the_apis_rule(site, db, tmp_path):
     assert "per hour" in client.get("/assignments/hw1-mlp").text  # the form says so before trying
 
 
+def test_after_the_cutoff_the_form_refuses_with_403_as_the_api_does(site, db, tmp_path):
+    toml = tmp_path / "assignments" / "hw1-mlp" / "assignment.toml"
+    due, past = (f"due = {(NOW + timedelta(days=d)).isoformat()}" for d in (2, -2))
+    cutoff = f"\n[late]\ncutoff = {(NOW - timedelta(days=1)).isoformat()}\n"
+    toml.write_text(toml.read_text().replace(due, past) + cutoff)
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    token = csrf(client, "/assignments/hw1-mlp")
+    upload = {"file": ("hw1.ipynb", NOTEBOOK, "application/json")}
+    as_json = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files=upload,
+        headers={"Accept": "application/json"},
+    )
+    assert as_json.status_code == 403 and "closed at" in as_json.json()["detail"]
+    page = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload)
+    assert page.status_code == 403 and "closed at" in page.text
+    assert db.scalar(select(Submission)) is None
+
+
 def test_result_hides_hidden_tests_and_escapes_output(site, db):
     client = signed_in(site, "s1", add_user(db, "s1"))
     sub = graded(db, "s1", output="<script>alert('pwned')</script>\nloss 0.1")

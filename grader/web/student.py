@@ -25,8 +25,8 @@ from grader.web.common import PageError, StudentPageDep, counted, local_time, re
 router = APIRouter(include_in_schema=False)
 
 DONE = ("graded", "error")
-# A refused upload's status on the form; anything else is 400.
-REFUSED_STATUS = {"not_released": 404, "rate_limited": 429}
+# A refused upload's status on the form (a closed assignment: 403, as on the API); anything else is 400.
+REFUSED_STATUS = {"not_released": 404, "closed": 403, "rate_limited": 429}
 
 
 def time_left(due: datetime, now: datetime) -> str:
