@@ -19,7 +19,6 @@ from pydantic import (
 )
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-FORMATS = ("ipynb", "zip")
 # data/ is copied into both containers of the sandbox for every submission, into their scratch space.
 MAX_DATA_BYTES = 256 * 2**20
 

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
@@ -12,8 +12,6 @@ from grader.db import Base, UTCDateTime, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
-Role = Literal["student", "instructor"]
-Status = Literal["queued", "running", "graded", "error"]
 STATUSES = ("queued", "running", "graded", "error")
 
 

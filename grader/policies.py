@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from grader.assignments import Assignment, LatePolicy, SubmissionPolicy
 
@@ -69,17 +68,6 @@ def released(assignment: Assignment, now: datetime) -> bool:
     return utc(assignment.config.released) <= utc(now)
 
 
-def cutoff_for(assignment: Assignment, extension: ExtensionRow | None = None) -> datetime | None:
-    """The instant (UTC) after which this student's uploads are refused; None if never."""
-    return deadline_for(assignment, extension).cutoff
-
-
-def upload_allowed(assignment: Assignment, now: datetime, extension: ExtensionRow | None = None) -> bool:
-    """True unless `now` is after the student's cutoff (an upload at the cutoff itself is accepted)."""
-    cutoff = cutoff_for(assignment, extension)
-    return cutoff is None or utc(now) <= cutoff
-
-
 def late_units(deadline: Deadline, submitted_at: datetime) -> int:
     """Started days (or hours) late, counted from the due date; 0 within the grace period."""
     late = utc(submitted_at) - deadline.due
@@ -119,19 +107,3 @@ def submission_limit(
         if len(recent) >= policy.per_hour:
             return LimitHit("rate_limited", recent[-policy.per_hour] + HOUR)
     return None
-
-
-def submission_limit_error(
-    policy: SubmissionPolicy, previous_times: Sequence[datetime], now: datetime, *, tz: str = "UTC"
-) -> str | None:
-    """Why one more upload is refused now (saying when the next is allowed), or None if it is allowed."""
-    hit = submission_limit(policy, previous_times, now)
-    if hit is None:
-        return None
-    if hit.allowed_at is None:
-        return f"You have used all {policy.max} submissions for this assignment."
-    local = hit.allowed_at.astimezone(ZoneInfo(tz))
-    return (
-        f"At most {policy.per_hour} submissions per hour: "
-        f"the next one is allowed at {local:%Y-%m-%d %H:%M:%S %Z}."
-    )

@@ -29,12 +29,11 @@ from grader.gradebook import (
 )
 from grader.policies import (
     ExtensionRow,
-    cutoff_for,
+    LimitHit,
     deadline_for,
     late_units,
     penalty_percent,
-    submission_limit_error,
-    upload_allowed,
+    submission_limit,
 )
 
 NY = ZoneInfo("America/New_York")
@@ -359,16 +358,13 @@ def test_naive_datetimes_are_refused():
 
 
 def test_cutoff_moves_with_the_extension():
+    # Uploads at and around the cutoff: tests/test_submissions.py (submissions.check_limits).
     ext = EXTENSIONS[0]  # hw2, two days
-    assert cutoff_for(HW2) == at("2026-10-03T23:59:00-04:00")
-    assert cutoff_for(HW2, ext) == at("2026-10-05T23:59:00-04:00")
-    late_upload = at("2026-10-04T00:30:00-04:00")
-    assert not upload_allowed(HW2, late_upload)
-    assert upload_allowed(HW2, late_upload, ext)
-    assert upload_allowed(HW2, cutoff_for(HW2)) and not upload_allowed(HW2, cutoff_for(HW2) + SECOND)
+    assert deadline_for(HW2).cutoff == at("2026-10-03T23:59:00-04:00")
+    assert deadline_for(HW2, ext).cutoff == at("2026-10-05T23:59:00-04:00")
     own = ExtensionRow("s4", "hw2", ext.due, cutoff=at("2026-10-10T12:00:00-04:00"))
-    assert cutoff_for(HW2, own) == at("2026-10-10T12:00:00-04:00")
-    assert cutoff_for(HW1) is None and upload_allowed(HW1, HW1.due + timedelta(days=365))
+    assert deadline_for(HW2, own).cutoff == at("2026-10-10T12:00:00-04:00")
+    assert deadline_for(HW1).cutoff is None
 
 
 def test_an_extension_before_the_due_date_changes_nothing():
@@ -380,16 +376,17 @@ def test_an_extension_before_the_due_date_changes_nothing():
 
 
 def test_submission_limits():
+    # The messages students read: tests/test_submissions.py (submissions.check_limits).
     now = at("2026-09-15T14:30:00-04:00")
     policy = SubmissionPolicy(max=3, per_hour=2)
-    assert submission_limit_error(policy, [], now) is None
-    assert submission_limit_error(policy, [now - timedelta(minutes=90)], now) is None
+    assert submission_limit(policy, [], now) is None
+    assert submission_limit(policy, [now - timedelta(minutes=90)], now) is None
     used = [now - timedelta(minutes=m) for m in (100, 50, 10)]
-    assert "all 3 submissions" in submission_limit_error(policy, used, now)
+    assert submission_limit(policy, used, now) == LimitHit("max_submissions", None)
     # Two in the last hour (at 13:40 and 14:20): the next when 13:40 leaves the window, at 14:40.
-    message = submission_limit_error(SubmissionPolicy(per_hour=2), used, now, tz="America/New_York")
-    assert message == "At most 2 submissions per hour: the next one is allowed at 2026-09-15 14:40:00 EDT."
-    assert submission_limit_error(SubmissionPolicy(per_hour=2), used, now + timedelta(minutes=10)) is None
+    hit = submission_limit(SubmissionPolicy(per_hour=2), used, now)
+    assert hit == LimitHit("rate_limited", at("2026-09-15T14:40:00-04:00"))
+    assert submission_limit(SubmissionPolicy(per_hour=2), used, now + timedelta(minutes=10)) is None
 
 
 @given(
@@ -397,17 +394,17 @@ def test_submission_limits():
     per_hour=st.integers(min_value=1, max_value=5),
     now=st.integers(min_value=0, max_value=12_000),
 )
-def test_rate_limit_message_names_the_first_moment_that_is_allowed(times, per_hour, now):
+def test_rate_limit_names_the_first_moment_that_is_allowed(times, per_hour, now):
     start = datetime(2026, 9, 1, tzinfo=UTC)
     previous = [start + timedelta(seconds=t) for t in times if t <= now]
     policy = SubmissionPolicy(per_hour=per_hour)
     moment = start + timedelta(seconds=now)
-    message = submission_limit_error(policy, previous, moment)
-    if message is not None:
-        allowed = datetime.strptime(message.split(" at ")[1], "%Y-%m-%d %H:%M:%S UTC.").replace(tzinfo=UTC)
+    hit = submission_limit(policy, previous, moment)
+    if hit is not None:
+        allowed = hit.allowed_at
         assert allowed > moment
-        assert submission_limit_error(policy, previous, allowed) is None
-        assert submission_limit_error(policy, previous, allowed - SECOND) is not None
+        assert submission_limit(policy, previous, allowed) is None
+        assert submission_limit(policy, previous, allowed - SECOND) is not None
 
 
 # ---- properties -------------------------------------------------------------------------------------
