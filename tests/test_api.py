@@ -393,6 +393,21 @@ def test_regrade_requeues_all_or_one_student(client, people, graded, db_session)
     assert row.status == "queued" and row.attempts == 0
 
 
+def test_a_smoke_run_is_recorded_for_instructors_only(client, people):
+    run = {"passed": True, "detail": "full marks"}
+    assert (
+        client.post("/api/assignments/add-one/smoke", json=run, headers=headers(people, "s1")).status_code
+        == 403
+    )
+    assert (
+        client.post("/api/assignments/nope/smoke", json=run, headers=headers(people, "prof")).status_code
+        == 404
+    )
+    response = client.post("/api/assignments/add-one/smoke", json=run, headers=headers(people, "prof"))
+    assert response.status_code == 201
+    assert response.json()["assignment"] == "add-one" and response.json()["passed"] is True
+
+
 def test_an_unreachable_database_is_503_not_a_traceback(tmp_path, course):
     # Nothing listens on port 1: every connection is refused, as when PostgreSQL is down.
     down = Settings(
