@@ -35,6 +35,31 @@ def digest(tensor) -> bytes:
     return hasher.digest()
 
 
+def portable(tensor):
+    """A tensor as H pickles it for S: as a numpy array where numpy has its dtype, which pickles many
+    times faster than a tensor does (torch's own pickling goes through its serialization machinery)."""
+    tensor = tensor.detach()
+    if tensor.dtype in _NUMPY_DTYPES():
+        return ("np", tensor.cpu().numpy(), str(tensor.device))
+    return tensor
+
+
+def unportable(value):
+    """The tensor portable() made (S's side)."""
+    if type(value) is tuple and len(value) == 3 and value[0] == "np":
+        tensor = sys.modules["torch"].from_numpy(value[1])
+        return tensor if value[2] == "cpu" else tensor.to(value[2])
+    return value
+
+
+def _NUMPY_DTYPES() -> frozenset:
+    if "numpy_dtypes" not in _classes:
+        torch = sys.modules["torch"]
+        names = "bool uint8 int8 int16 int32 int64 float16 float32 float64 complex64 complex128"
+        _classes["numpy_dtypes"] = frozenset(getattr(torch, name) for name in names.split())
+    return _classes["numpy_dtypes"]
+
+
 def _set(tensor, value, grad, requires_grad: bool) -> None:
     """Make tensor hold value (replacing its data if the shape, dtype or device differ) and grad."""
     torch = sys.modules["torch"]
@@ -150,7 +175,7 @@ class Tensors:
         """Take H's changes: [tid, value, grad, requires_grad] each."""
         for tid, value, grad, requires_grad in entries:
             tensor = self.by_tid[tid]
-            _set(tensor, value, grad, requires_grad)
+            _set(tensor, unportable(value), None if grad is None else unportable(grad), requires_grad)
             self.synced[tid] = digest(tensor)
 
 
@@ -173,7 +198,7 @@ class Mirrors:
             if now != self.synced[tid]:
                 grad = tensor.grad
                 entries.append(
-                    [tid, tensor.detach(), None if grad is None else grad.detach(), tensor.requires_grad]
+                    [tid, portable(tensor), None if grad is None else portable(grad), tensor.requires_grad]
                 )
                 self.synced[tid] = now
         return entries

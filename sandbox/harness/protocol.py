@@ -36,13 +36,23 @@ class Closed(Exception):
     """The other side closed the connection."""
 
 
+SMALL = 2**16  # frames up to this size are copied into one buffer: one system call for a whole request
+
+
 def send(sock: socket.socket, frames: list) -> None:
     """Send frames (bytes-like objects) as one message."""
-    sock.sendall(COUNT.pack(len(frames)))
+    pending = bytearray(COUNT.pack(len(frames)))
     for frame in frames:
         view = memoryview(frame).cast("B")
-        sock.sendall(LENGTH.pack(view.nbytes))
-        sock.sendall(view)
+        pending += LENGTH.pack(view.nbytes)
+        if view.nbytes <= SMALL:
+            pending += view
+        else:
+            sock.sendall(pending)
+            sock.sendall(view)
+            pending = bytearray()
+    if pending:
+        sock.sendall(pending)
 
 
 def header_limit(max_bytes: int) -> int:

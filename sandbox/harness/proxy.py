@@ -374,13 +374,11 @@ class _Pickler(pickle.Pickler):
             index = self.index[id(obj)] = len(self.inputs)
             self.inputs.append(obj)
             self.grads.append(bool(self.grad and obj.requires_grad))
-        copy = obj.detach()
-        self.copies.add(id(copy))
-        self.keep.append(copy)  # so that no other object takes its id while pickling
-        grad = obj.grad.detach() if obj.is_leaf and obj.grad is not None else None
-        if grad is not None:
-            self.copies.add(id(grad))
-            self.keep.append(grad)
+        copy = mirror.portable(obj)
+        grad = mirror.portable(obj.grad) if obj.is_leaf and obj.grad is not None else None
+        for made in (copy, grad):
+            self.copies.add(id(made if not isinstance(made, tuple) else made[1]))
+            self.keep.append(made)  # so that no other object takes its id while pickling
         return ("input", index, copy, bool(obj.requires_grad), self.grads[index], grad)
 
 

@@ -326,6 +326,8 @@ class _Unpickler(pickle.Unpickler):
         self.server, self.resolved = server, set()
 
     def persistent_load(self, pid):
+        from _grader_harness.mirror import unportable
+
         kind = pid[0]
         if kind == "handle":
             obj = self.server.objects[pid[1]]
@@ -334,6 +336,7 @@ class _Unpickler(pickle.Unpickler):
             obj = self.server.tensors.tensor(pid[1])
         else:  # ("input", index, tensor, requires_grad, in_graph, grad): one of the tests' own tensors
             _, index, obj, requires_grad, in_graph, grad = pid
+            obj, grad = unportable(obj), None if grad is None else unportable(grad)
             if requires_grad:
                 obj.requires_grad_(True)
                 obj.grad = grad
