@@ -30,7 +30,7 @@ from grader import sandbox
 from grader.assignments import load_assignment, submission_source
 from grader.config import Settings
 from grader.uploads import Unpacked, notebook_to_module, unpack, unzip
-from tests.inprocess import Reference, can_import, default_runner, grade_in_process
+from tests.inprocess import DockerRunner, Reference, can_import, default_runner, grade_in_process
 
 pytestmark = pytest.mark.docker
 
@@ -300,6 +300,10 @@ CASES = homework_cases() + dl_cases() + notebook_cases() + package_cases() + cra
 IDS = [case.id for case in CASES]
 
 
+def case_named(case_id: str) -> Case:
+    return next(case for case in CASES if case.id == case_id)
+
+
 # ---- both ways ------------------------------------------------------------------------------------
 
 
@@ -312,9 +316,16 @@ def reference_upload(case: Case) -> Unpacked:
 
 
 @pytest.fixture(scope="module")
-def references():
-    """The reference result of each case, computed once per module run."""
+def runner():
     runner = default_runner()
+    yield runner
+    if isinstance(runner, DockerRunner):
+        runner.client.close()
+
+
+@pytest.fixture(scope="module")
+def references(runner):
+    """The reference result of each case, computed once per module run."""
     done: dict[str, Reference] = {}
 
     def reference(case: Case) -> Reference:
@@ -350,23 +361,28 @@ def test_inprocess_reference_gets_the_recorded_results(case, references):
 
 def test_inprocess_a_crash_or_a_hang_restarts_the_process(references):
     """Only the test that crashed or hung ends its process; a new one runs the tests after it."""
-    crashed, hung = (
-        references(case)
-        for case in CASES
-        if case.id in ("crashes/crashes_in_one_test", "crashes/hangs_in_one_test")
-    )
+    crashed = references(case_named("crashes/crashes_in_one_test"))
+    hung = references(case_named("crashes/hangs_in_one_test"))
     second = "tests/test_calls.py::test_second"
     assert (crashed.processes, crashed.tests[second].outcome) == (2, "crashed")
     assert (hung.processes, hung.tests[second].outcome) == (2, "timeout")
     assert hung.tests[second].message == "timed out after 3 s"
 
 
-def test_inprocess_notebook_cells_that_raise_are_recorded(references):
-    (case,) = [case for case in CASES if case.id == "notebook-cells/otter_check_lines"]
-    failed = references(case).failed_cells
+def test_inprocess_notebook_cells_that_raise_are_skipped_and_recorded(references):
+    failed = references(case_named("notebook-cells/otter_check_lines")).failed_cells
     assert [cell for cell, _ in failed] == [2, 4, 6, 8]  # markdown is cell 1
     assert failed[0][1] == "ModuleNotFoundError: No module named 'otter'"
     assert failed[1][1] == "NameError: name 'grader' is not defined"
+    failed = references(case_named("notebook-cells/calls_an_unfinished_function")).failed_cells
+    assert failed == [(5, "NotImplementedError: ")]
+
+
+def test_inprocess_a_notebook_plots_with_matplotlib_where_it_is_installed(runner, references):
+    plots = case_named("notebook-cells/plots_with_matplotlib")
+    if not can_import(runner, "matplotlib"):
+        pytest.skip("the reference's Python has no matplotlib")
+    assert references(plots).failed_cells == []
 
 
 @pytest.fixture
