@@ -37,11 +37,14 @@ def test_linear_backward_matches_numerical_gradient():
     dout = rng.normal(size=(2, 4))
 
     def loss():
-        return float(np.sum(submission.linear_forward(x, W, b) * dout))
+        return float(np.sum(submission.linear_forward(x.copy(), W.copy(), b.copy()) * dout))
 
-    dx, dW, db = submission.linear_backward(dout, x, W, b)
-    for got, wrt in ((dx, x), (dW, W), (db, b)):
-        np.testing.assert_allclose(got, numerical_grad(loss, wrt), rtol=1e-5, atol=1e-7)
+    # The expected values first, and copies to the student's code: code that changed its arguments in
+    # place (zeroing dout) would otherwise change what it is compared with.
+    expected = [numerical_grad(loss, wrt) for wrt in (x, W, b)]
+    dx, dW, db = submission.linear_backward(dout.copy(), x.copy(), W.copy(), b.copy())
+    for got, want in zip((dx, dW, db), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.points(1)
@@ -66,6 +69,7 @@ def test_relu_backward_matches_numerical_gradient():
     dout = rng.normal(size=(3, 4))
 
     def loss():
-        return float(np.sum(submission.relu_forward(x) * dout))
+        return float(np.sum(submission.relu_forward(x.copy()) * dout))
 
-    np.testing.assert_allclose(submission.relu_backward(dout, x), numerical_grad(loss, x), atol=1e-7)
+    expected = numerical_grad(loss, x)  # before the call, which gets copies (see above)
+    np.testing.assert_allclose(submission.relu_backward(dout.copy(), x.copy()), expected, atol=1e-7)

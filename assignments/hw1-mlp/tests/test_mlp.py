@@ -33,9 +33,10 @@ def test_mlp_gradients_match_numerical_gradients():
         "b2": rng.normal(size=C) * 0.1,
     }
     X, y = rng.normal(size=(N, D)), rng.integers(0, C, size=N)
-    loss, grads = submission.mlp_loss_and_grads(params, X, y)
-    assert sorted(grads) == ["W1", "W2", "b1", "b2"]
+    # The numerical gradients first, and the student's code only ever gets copies: code that changed
+    # its arguments in place would otherwise change what it is compared with.
     h = 1e-6
+    expected = {}
     for name, value in params.items():
         numerical = np.zeros_like(value)
         for idx in np.ndindex(value.shape):
@@ -43,9 +44,13 @@ def test_mlp_gradients_match_numerical_gradients():
             minus = {k: v.copy() for k, v in params.items()}
             plus[name][idx] += h
             minus[name][idx] -= h
-            up = submission.mlp_loss_and_grads(plus, X, y)[0]
-            down = submission.mlp_loss_and_grads(minus, X, y)[0]
+            up = submission.mlp_loss_and_grads(plus, X.copy(), y.copy())[0]
+            down = submission.mlp_loss_and_grads(minus, X.copy(), y.copy())[0]
             numerical[idx] = (up - down) / (2 * h)
+        expected[name] = numerical
+    loss, grads = submission.mlp_loss_and_grads(params, X, y)
+    assert sorted(grads) == ["W1", "W2", "b1", "b2"]
+    for name, numerical in expected.items():
         np.testing.assert_allclose(grads[name], numerical, rtol=1e-4, atol=1e-7, err_msg=name)
 
 

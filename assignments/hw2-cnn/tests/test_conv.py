@@ -48,8 +48,11 @@ def test_conv2d_small_example_by_hand(device):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_conv2d_matches_torch(name, device):
     x, w, b, args = make(CONFIGS[name], device)
+    # Expected values before the student's call: code that changed its arguments in place could
+    # otherwise change what it is compared with.
+    expected = F.conv2d(x, w, b, **args)
     out = submission.conv2d(x, w, b, **args)
-    torch.testing.assert_close(out.cpu(), F.conv2d(x, w, b, **args).cpu())
+    torch.testing.assert_close(out.cpu(), expected.cpu())
 
 
 @pytest.mark.points(2)
@@ -60,8 +63,8 @@ def test_conv2d_gradients_match_torch(device):
     grad_output = torch.randn(
         expected_out.shape, generator=torch.Generator().manual_seed(SEED + 1), dtype=torch.float64
     ).to(device)
-    grads = submission.conv2d_grads(x, w, b, grad_output, **args)
     ref = [t.clone().requires_grad_(True) for t in (x, w, b)]
-    (F.conv2d(*ref, **args) * grad_output).sum().backward()
+    (F.conv2d(*ref, **args) * grad_output).sum().backward()  # before the student's call (see above)
+    grads = submission.conv2d_grads(x, w, b, grad_output, **args)
     for key, tensor in zip(("x", "weight", "bias"), ref, strict=True):
         torch.testing.assert_close(grads[key].cpu(), tensor.grad.cpu(), msg=lambda m, key=key: f"{key}: {m}")

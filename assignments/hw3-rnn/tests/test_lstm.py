@@ -51,8 +51,10 @@ def test_lstm_cell_matches_torch(device):
         randn(B, H, generator=g, device=device),
         randn(B, H, generator=g, device=device),
     )
-    h_new, c_new = submission.lstm_cell(x, h, c, *weights(cell, device))
+    # Expected values before the student's call: code that changed its arguments in place (the weights
+    # share the cell's storage) could otherwise change what it is compared with.
     expected_h, expected_c = cell.to(device)(x, (h, c))
+    h_new, c_new = submission.lstm_cell(x, h, c, *weights(cell, device))
     torch.testing.assert_close(h_new.cpu(), expected_h.detach().cpu())
     torch.testing.assert_close(c_new.cpu(), expected_c.detach().cpu())
 
@@ -70,8 +72,8 @@ def sequence_case(device):
 @pytest.mark.points(2)
 def test_lstm_forward_matches_torch(device):
     lstm, x_seq, h0, c0, _ = sequence_case(device)
+    expected, (eh, ec) = lstm(x_seq, (h0[None], c0[None]))  # before the student's call (see above)
     outputs, (h_T, c_T) = submission.lstm_forward(x_seq, h0, c0, *weights(lstm, device))
-    expected, (eh, ec) = lstm(x_seq, (h0[None], c0[None]))
     torch.testing.assert_close(outputs.cpu(), expected.detach().cpu())
     torch.testing.assert_close(h_T.cpu(), eh[0].detach().cpu())
     torch.testing.assert_close(c_T.cpu(), ec[0].detach().cpu())
@@ -97,8 +99,8 @@ def torch_grads(lstm, x_seq, h0, c0, grad_output):
 @pytest.mark.points(2)
 def test_gradients_through_time_for_inputs_and_initial_state(device):
     lstm, x_seq, h0, c0, grad_output = sequence_case(device)
+    expected = torch_grads(lstm, x_seq, h0, c0, grad_output)  # before the student's call (see above)
     grads = submission.lstm_grads(x_seq, h0, c0, *weights(lstm, device), grad_output)
-    expected = torch_grads(lstm, x_seq, h0, c0, grad_output)
     for key in ("x_seq", "h0", "c0"):
         torch.testing.assert_close(
             grads[key].cpu(), expected[key].cpu(), msg=lambda m, key=key: f"{key}: {m}"
@@ -108,8 +110,8 @@ def test_gradients_through_time_for_inputs_and_initial_state(device):
 @pytest.mark.points(2)
 def test_gradients_through_time_for_weights(device):
     lstm, x_seq, h0, c0, grad_output = sequence_case(device)
+    expected = torch_grads(lstm, x_seq, h0, c0, grad_output)  # before the student's call (see above)
     grads = submission.lstm_grads(x_seq, h0, c0, *weights(lstm, device), grad_output)
-    expected = torch_grads(lstm, x_seq, h0, c0, grad_output)
     for key in ("W_ih", "W_hh", "b_ih", "b_hh"):
         torch.testing.assert_close(
             grads[key].cpu(), expected[key].cpu(), msg=lambda m, key=key: f"{key}: {m}"

@@ -60,8 +60,10 @@ def test_attention_without_mask_matches_formula(device):
         randn(2, 3, 7, 8, generator=g, device=device),
         randn(2, 3, 7, 4, generator=g, device=device),
     )
-    out, weights = submission.scaled_dot_product_attention(q, k, v)
+    # Expected values before the student's call: code that changed its arguments in place could
+    # otherwise change what it is compared with.
     expected_out, expected_weights = reference_attention(q, k, v)
+    out, weights = submission.scaled_dot_product_attention(q, k, v)
     torch.testing.assert_close(out.cpu(), expected_out.cpu())
     torch.testing.assert_close(weights.cpu(), expected_weights.cpu())
 
@@ -71,9 +73,11 @@ def test_attention_with_causal_mask(device):
     g = torch.Generator().manual_seed(SEED)
     q, k, v = (randn(2, 6, 8, generator=g, device=device) for _ in range(3))
     mask = torch.ones(6, 6, dtype=torch.bool, device=device).tril()
+    # The expected output and the keys that must get no weight, before the call (see above).
+    expected, future = F.scaled_dot_product_attention(q, k, v, attn_mask=mask), ~mask.cpu()
     out, weights = submission.scaled_dot_product_attention(q, k, v, mask)
-    torch.testing.assert_close(out.cpu(), F.scaled_dot_product_attention(q, k, v, attn_mask=mask).cpu())
-    assert torch.all(weights.cpu()[:, ~mask.cpu()] == 0), "weights on future keys must be exactly 0"
+    torch.testing.assert_close(out.cpu(), expected.cpu())
+    assert torch.all(weights.cpu()[:, future] == 0), "weights on future keys must be exactly 0"
 
 
 @pytest.mark.points(1)
@@ -86,8 +90,8 @@ def test_attention_with_padding_mask_broadcast(device):
     )
     real = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool, device=device)
     mask = real[:, None, None, :]  # (B, 1, 1, Lk): the same keys hidden from every head and query
+    expected_out, expected_weights = reference_attention(q, k, v, mask)  # before the call (see above)
     out, weights = submission.scaled_dot_product_attention(q, k, v, mask)
-    expected_out, expected_weights = reference_attention(q, k, v, mask)
     torch.testing.assert_close(out.cpu(), expected_out.cpu())
     torch.testing.assert_close(weights.cpu(), expected_weights.cpu())
 
@@ -117,23 +121,26 @@ def check_mha(out, weights, expected, expected_avg):
 @pytest.mark.points(2)
 def test_multi_head_self_attention_matches_torch(device):
     mha, x, _, _, w = mha_case(device, 5, 5)
+    expected = mha(x, x, x, need_weights=True)  # before the call: w shares the module's storage
     out, weights = submission.multi_head_attention(x, x, x, 3, *w)
     assert tuple(weights.shape) == (2, 3, 5, 5)
-    check_mha(out, weights, *mha(x, x, x, need_weights=True))
+    check_mha(out, weights, *expected)
 
 
 @pytest.mark.points(2)
 def test_multi_head_cross_attention_with_key_padding_matches_torch(device):
     mha, query, key, value, w = mha_case(device, 4, 6)
     key_mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool, device=device)
+    # PyTorch's boolean key_padding_mask means "ignore", the opposite of ours. Before the call (see above).
+    expected = mha(query, key, value, key_padding_mask=~key_mask, need_weights=True)
     out, weights = submission.multi_head_attention(query, key, value, 3, *w, key_mask=key_mask)
-    # PyTorch's boolean key_padding_mask means "ignore", the opposite of ours.
-    check_mha(out, weights, *mha(query, key, value, key_padding_mask=~key_mask, need_weights=True))
+    check_mha(out, weights, *expected)
 
 
 @pytest.mark.points(1)
 def test_multi_head_causal_self_attention_matches_torch(device):
     mha, x, _, _, w = mha_case(device, 6, 6)
-    out, weights = submission.multi_head_attention(x, x, x, 3, *w, causal=True)
     future = torch.ones(6, 6, dtype=torch.bool, device=device).triu(1)  # torch: True = not allowed
-    check_mha(out, weights, *mha(x, x, x, attn_mask=future, need_weights=True))
+    expected = mha(x, x, x, attn_mask=future, need_weights=True)  # before the call (see above)
+    out, weights = submission.multi_head_attention(x, x, x, 3, *w, causal=True)
+    check_mha(out, weights, *expected)
