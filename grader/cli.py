@@ -28,8 +28,10 @@ def print_problems(path: Path, problems: list[Problem]) -> None:
         console.print(f"  {problem}", markup=False, highlight=False)
 
 
-def grade_path(assignment_dir: Path, submission: Path) -> GradeResult:
-    """Grade a file or folder against an assignment; sandbox failures become an infrastructure result."""
+def grade_path(assignment_dir: Path, submission: Path, *, scramble_args: bool = False) -> GradeResult:
+    """Grade a file or folder against an assignment; sandbox failures become an infrastructure result.
+
+    scramble_args: spoil the arguments after each call (for checking a reference solution)."""
     from grader import sandbox
     from grader.uploads import BadUpload, unpack_path
 
@@ -44,7 +46,7 @@ def grade_path(assignment_dir: Path, submission: Path) -> GradeResult:
     except OSError as exc:
         return ungraded("student", "bad_upload", str(exc))
     try:
-        return sandbox.grade(assignment, unpacked, settings=settings)
+        return sandbox.grade(assignment, unpacked, settings=settings, scramble_args=scramble_args)
     except sandbox.SandboxUnavailable as exc:
         return ungraded("infrastructure", exc.code, str(exc))
 
@@ -111,6 +113,24 @@ def build_image(assignment) -> str | None:
     return None
 
 
+def solution_warnings(assignment, result: GradeResult) -> list[str]:
+    """Record the solution's run as the reference (grader.reference), then grade it once more with its
+    arguments spoiled after each call: the tests that fail then read their arguments after the call."""
+    from grader import reference
+
+    warnings = []
+    try:
+        reference.record(assignment.path, result, settings=get_settings())
+    except OSError as exc:  # only a cache: the worker computes it when it needs it
+        warnings.append(f"could not record the solution's run as the reference: {exc}")
+    with console.status(f"{assignment.slug}: grading the solution with its arguments spoiled ..."):
+        spoiled = grade_path(assignment.path, submission_source(assignment.solution_dir), scramble_args=True)
+    if spoiled.status != "graded":
+        reason = spoiled.error.message if spoiled.error else spoiled.status
+        return [*warnings, f"could not check which tests read their arguments after the call: {reason}"]
+    return [*warnings, *reference.reads_after_call(result, spoiled)]
+
+
 def check_folder(path: Path) -> list[str]:
     """Validate an assignment folder and grade its solution (full marks) and starter (not full marks)."""
     problems = validate_folder(path)
@@ -126,6 +146,11 @@ def check_folder(path: Path) -> list[str]:
         with console.status(f"{assignment.slug}: grading the {label} ..."):
             result = grade_path(path, submission_source(folder))
         console.print(f"  {label}: {result.status} {result.score:g}/{result.max_score or 0:g}")
+        if label == "solution" and result.status == "graded":
+            for warning in solution_warnings(assignment, result):
+                console.print(
+                    f"  warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True
+                )
         if result.status != "graded":
             failures.append(f"{label}/: could not be graded: {result.error.message if result.error else '?'}")
         elif label == "solution" and not result.full_marks:
@@ -142,7 +167,10 @@ def check_folder(path: Path) -> list[str]:
 
 @assignments_app.command("check")
 def assignments_check(paths: list[Path] = typer.Argument(..., help="assignment folders")) -> None:
-    """Validate assignment folders: every problem at once, then the solution must get full marks."""
+    """Validate assignment folders: every problem at once, then the solution must get full marks.
+
+    Also warns (without failing) about tests that read their arguments after calling the student's code.
+    """
     failed = False
     for path in paths:
         console.print(f"[bold]{path}[/]")
@@ -246,6 +274,10 @@ def smoke(
         )
         if verdict:
             problems.setdefault(upload.slug, []).append(verdict)
+    try:
+        run.save_references(folders, uploads, settings=get_settings())
+    except (OSError, ValueError) as exc:  # only a cache: the worker computes it when it needs it
+        console.print(f"could not record the reference runs: {exc}", style="yellow", markup=False)
     try:
         for folder in folders:
             run.record(folder.name, problems.get(folder.name, []))

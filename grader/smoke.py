@@ -9,7 +9,10 @@ from pathlib import Path
 
 import httpx
 
+from grader import reference
 from grader.assignments import load_assignment, submission_source, validate_folder
+from grader.config import Settings
+from grader.results import GradeResult
 
 FINISHED = ("graded", "error")
 
@@ -99,6 +102,18 @@ class Smoke:
             upload.body.setdefault(
                 "error", {"message": f"still {upload.body.get('status')} after {timeout_s:g} s"}
             )
+
+    def save_references(self, folders: list[Path], uploads: list[Upload], *, settings: Settings) -> None:
+        """Record each graded solution's run as its assignment's reference (grader.reference), for the
+        folders the service grades with: the same files as under settings.assignments_dir."""
+        by_slug = {folder.name: folder for folder in folders}
+        for upload in uploads:
+            folder = by_slug.get(upload.slug)
+            if folder is None or upload.label != "solution" or upload.body.get("status") != "graded":
+                continue
+            served = settings.assignments_dir / folder.name
+            if served.is_dir() and reference.fingerprint(served) == reference.fingerprint(folder):
+                reference.record(served, GradeResult.model_validate(upload.body), settings=settings)
 
     def record(self, slug: str, problems: list[str]) -> None:
         """Store this assignment's smoke outcome where the dashboard and `assignments list` show it."""

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from grader import sandbox
+from grader import reference, sandbox
 from grader.assignments import load_all, submission_source
 from grader.config import Settings
 from grader.uploads import Unpacked, unpack_path
@@ -101,5 +101,24 @@ def test_fixture_submissions_get_the_recorded_scores(docker_client, settings, sl
     else:
         assert result.score == recorded["cases"][case]["score"], lost
         assert lost == sorted(recorded["cases"][case]["fails"])
+    changed = sorted(test.name for test in result.tests if test.mutated_args)
+    assert changed == sorted(recorded["cases"].get(case, {}).get("changes_arguments", []))
     # The budget: a whole run well inside the sandbox's clock, even on a slow runner.
     assert result.duration_s < assignment.sandbox.timeout_s / 2
+
+
+@pytest.mark.docker
+def test_zeroing_dout_in_place_is_flagged_where_the_solution_does_not(docker_client, settings):
+    assignment = load_all(ASSIGNMENTS)["hw1-mlp"]
+    case = "zeroes_dout_in_place"
+    result = sandbox.grade(assignment, upload("hw1-mlp", case, settings), settings=settings)
+    # The first need computes the reference (one more run, of the solution) and caches it.
+    flagged = reference.flag_mutations(result, assignment, settings=settings)
+    changed = expected("hw1-mlp")["cases"][case]["changes_arguments"]
+    assert flagged.flags == [
+        f"changes its arguments in place in {name}, where the reference solution does not"
+        for name in sorted(changed, key=[test.name for test in result.tests].index)
+    ]
+    assert flagged.score == result.score  # a flag never changes the score
+    stored = reference.cached(assignment.path, settings=settings)
+    assert stored == dict.fromkeys((test.name for test in result.tests), False)

@@ -182,6 +182,59 @@ def test_check_passes_a_good_folder_and_grades_solution_and_starter(assignment, 
     assert "solution: graded 6/6" in done.stderr and "starter: graded 0/6" in done.stderr
 
 
+READS_AFTER = """
+import numpy as np
+from submission import clip_, relu
+
+def test_relu_compared_with_its_input_after_the_call():
+    x = np.array([-1.0, 2.0])
+    out = relu(x)
+    np.testing.assert_allclose(out, np.maximum(x, 0))  # a relu that zeroes x and returns zeros passes
+
+def test_clip_in_place():
+    v = np.array([-2.0, 0.5, 3.0])
+    clip_(v)
+    np.testing.assert_allclose(v, [-1.0, 0.5, 1.0])  # the solution changes v: reading it is the point
+"""
+
+
+@pytest.mark.docker
+def test_check_warns_about_a_test_that_reads_its_arguments_after_the_call(
+    assignment, tmp_path, docker_client
+):
+    (assignment / "tests" / "test_after.py").write_text(READS_AFTER)
+    (assignment / "solution" / "submission.py").write_text(
+        CORRECT + "def clip_(v):\n    np.clip(v, -1, 1, out=v)\n"
+    )
+    env = {**os.environ, "GRADER_DATA_DIR": str(tmp_path / "var")}
+    done = subprocess.run(
+        [*GRADER, "assignments", "check", str(assignment)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr  # a warning, not a failure
+    assert "solution: graded 8/8" in done.stderr and "ok" in done.stderr
+    warnings = [line.strip() for line in done.stderr.splitlines() if "warning:" in line]
+    assert len(warnings) == 1, done.stderr
+    assert warnings[0].startswith(
+        "warning: tests/test_after.py::test_relu_compared_with_its_input_after_the_call reads its arguments "
+        "after calling the student's code"
+    )
+    assert "compute expected values before calling the student's code, or pass it a copy" in warnings[0]
+    # The solution's run is recorded as the reference, for the flag on submissions (grader.reference).
+    (cached,) = (tmp_path / "var" / "reference" / "hw9-vectors").glob("*.json")
+    recorded = json.loads(cached.read_text())["mutated_args"]
+    assert {name.split("::")[1]: value for name, value in recorded.items()} == {
+        "test_relu_compared_with_its_input_after_the_call": False,
+        "test_clip_in_place": True,
+        "test_relu": False,
+        "test_normalize_has_unit_norm": False,
+        "test_normalize_zero_vector_is_left_alone": False,
+    }
+
+
 @pytest.mark.docker
 def test_check_fails_when_the_solution_loses_points(assignment, docker_client):
     (assignment / "solution" / "submission.py").write_text(CORRECT.replace("np.maximum(x, 0)", "x"))

@@ -33,6 +33,8 @@ def test_smoke_passes_and_is_recorded_for_the_dashboard(service, course):
     assert "solution" in done.stderr and "starter" in done.stderr and "smoke passed" in done.stderr
     listing = service.run("assignments", "list")
     assert "add-one" in listing and "passed" in listing
+    # The solution's run is the reference the workers compare submissions with (grader.reference).
+    assert len(list((service.tmp / "data" / "reference" / "add-one").glob("*.json"))) == 1
 
 
 def test_smoke_fails_when_the_solution_loses_points(service, course):
