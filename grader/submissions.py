@@ -43,6 +43,7 @@ def stored_filename(filename: str) -> str:
 
 
 def upload_path(settings: Settings, sha256: str) -> Path:
+    """Where the upload with this SHA-256 is stored."""
     return settings.data_dir / "uploads" / sha256[:2] / sha256
 
 

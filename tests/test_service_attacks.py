@@ -322,7 +322,9 @@ def test_roster_names_cannot_inject_formulas_into_any_export(db_session, course)
         names = [row[2 if which == "moodle" else 1] for row in table[1:]]
         assert {"'" + name for name in FORMULAS} <= set(names), which
     # Percent columns are still numbers.
-    table = cells(gradebook_export.export_csv(session=db_session, assignments=assignments, course=course_config))
+    table = cells(
+        gradebook_export.export_csv(session=db_session, assignments=assignments, course=course_config)
+    )
     column = table[0].index("add-one (%)")
     assert {row[column] for row in table[1:]} == {"50.00"}
 

@@ -41,11 +41,13 @@ class SignInRequired(Exception):
 
 
 def cookie_secure(request: Request) -> bool:
+    """Whether cookies get the Secure flag: the request came over https."""
     # Behind a TLS proxy, uvicorn --proxy-headers makes the scheme https.
     return request.url.scheme == "https"
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+    """Set an HttpOnly, SameSite=Lax cookie for the whole site (Secure over https)."""
     response.set_cookie(
         name, value, max_age=max_age, httponly=True, samesite="lax", secure=cookie_secure(request), path="/"
     )
@@ -100,6 +102,7 @@ CsrfCheckedDep = Annotated[WebSession, Depends(_checked_csrf)]
 def render(
     request: Request, template: str, *, web: WebSession | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    """A page from its template, with the user, the CSRF token, the course and flash messages."""
     user: User | None = web.user if web else None
     flashes = []
     if message := request.query_params.get("ok"):
@@ -144,10 +147,12 @@ templates.env.filters["local"] = _local
 
 
 def new_csrf_token() -> str:
+    """A fresh random CSRF token."""
     return secrets.token_urlsafe(32)
 
 
 def redirect(url: str) -> RedirectResponse:
+    """A redirect the browser follows with a GET."""
     # 303: the browser follows a POST's answer with a GET.
     return RedirectResponse(url, status_code=303)
 

@@ -238,6 +238,7 @@ def gradebook_csv_lines(session: Session, *, settings: Settings) -> Iterator[str
 
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
+    """Every assignment's counts and smoke run, and the queue."""
     assignments = catalog.current(session=session, settings=get_settings()).values()
     return render(
         request,
@@ -252,6 +253,7 @@ def overview(request: Request, session: SessionDep, web: InstructorPageDep) -> R
 
 @router.get("/assignments/{slug}", response_class=HTMLResponse)
 def assignment(request: Request, session: SessionDep, web: InstructorPageDep, slug: str) -> Response:
+    """One assignment's dashboard."""
     board = dashboard(session, settings=get_settings(), slug=slug)
     if board is None:
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
@@ -261,6 +263,7 @@ def assignment(request: Request, session: SessionDep, web: InstructorPageDep, sl
 
 @router.post("/assignments/{slug}/regrade")
 def regrade_all(session: SessionDep, web: InstructorFormDep, slug: str) -> Response:
+    """Queue every submission of the assignment to be graded again."""
     sent = intake.regrade(session=session, settings=get_settings(), slug=slug)
     return redirect(f"/instructor/assignments/{slug}?ok=Queued {sent} submission(s) for regrading.")
 
@@ -272,6 +275,7 @@ def regrade_one(
     submission_id: str,
     back: Annotated[str, Form()] = "/instructor",
 ) -> Response:
+    """Queue one submission to be graded again."""
     sent = intake.regrade(session=session, settings=get_settings(), submission_id=submission_id)
     back = back if back.startswith("/instructor") else "/instructor"
     return redirect(
@@ -281,6 +285,7 @@ def regrade_one(
 
 @router.get("/students", response_class=HTMLResponse)
 def students(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
+    """The roster with each student's number of submissions."""
     rows = [
         StudentSummary(user=u, submissions=n, last_at=last) for u, n, last in submissions.per_student(session)
     ]
@@ -311,6 +316,7 @@ def _student_page(
 
 @router.get("/students/{login}", response_class=HTMLResponse)
 def student(request: Request, session: SessionDep, web: InstructorPageDep, login: str) -> Response:
+    """One student's submissions and extensions."""
     return _student_page(request, session, web, login)
 
 
@@ -347,6 +353,7 @@ def extension(
 
 @router.get("/gradebook", response_class=HTMLResponse)
 def gradebook_page(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
+    """The gradebook as a table."""
     table = list(csv.reader(gradebook_csv_lines(session, settings=get_settings())))
     return render(
         request,
@@ -361,6 +368,7 @@ def gradebook_page(request: Request, session: SessionDep, web: InstructorPageDep
 
 @router.get("/gradebook.csv")
 def gradebook_csv(session: SessionDep, web: InstructorPageDep) -> Response:
+    """The gradebook CSV, as the API serves it."""
     return StreamingResponse(
         gradebook_csv_lines(session, settings=get_settings()),
         media_type="text/csv; charset=utf-8",

@@ -35,6 +35,7 @@ def _home_for(web: WebSession) -> str:
 
 @router.get("/")
 def home(web: WebSessionDep) -> Response:
+    """Each person's own start page, or the sign-in form."""
     return redirect(_home_for(web) if web else "/signin")
 
 
@@ -57,6 +58,7 @@ def _signin_page(request: Request, *, next_path: str, login: str = "", error: st
 
 @router.get("/signin", response_class=HTMLResponse)
 def signin_form(request: Request, web: WebSessionDep, next: str = "") -> Response:
+    """The sign-in form (or the start page for someone signed in)."""
     if web:
         return redirect(_safe_next(next, _home_for(web)))
     return _signin_page(request, next_path=next)
@@ -71,6 +73,7 @@ def signin(
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     next: Annotated[str, Form(max_length=512)] = "",
 ) -> Response:
+    """Check the secret, then open a browser session."""
     if not accounts.csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE), csrf_token):
         return _signin_page(
             request,
@@ -106,6 +109,7 @@ def signin(
 
 @router.post("/signout")
 def signout(request: Request, session: SessionDep, web: CsrfCheckedDep) -> Response:
+    """End this browser's session."""
     accounts.close_session(session, request.cookies.get(SESSION_COOKIE))
     response = redirect("/signin")
     response.delete_cookie(SESSION_COOKIE, path="/")

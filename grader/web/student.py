@@ -256,6 +256,7 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
 
 @router.get("/assignments", response_class=HTMLResponse)
 def assignment_list(request: Request, session: SessionDep, web: StudentPageDep) -> Response:
+    """The released assignments with the student's standing on each."""
     rows = assignment_rows(session, user=web.user, settings=get_settings())
     return render(
         request, "student_assignments.html", web=web, title="Assignments", nav="assignments", rows=rows
@@ -282,6 +283,7 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
 
 @router.get("/assignments/{slug}", response_class=HTMLResponse)
 def assignment_detail(request: Request, session: SessionDep, web: StudentPageDep, slug: str) -> Response:
+    """One assignment: the upload form and the student's submissions."""
     return _assignment_page(request, session, web, slug)
 
 
@@ -334,6 +336,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
 def submission_detail(
     request: Request, session: SessionDep, web: StudentPageDep, submission_id: str
 ) -> Response:
+    """One of the student's submissions with its result."""
     view = submission_view(session, user=web.user, submission_id=submission_id, settings=get_settings())
     if view is None:
         # Someone else's submission reads exactly like one that does not exist.
