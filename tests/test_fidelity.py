@@ -118,18 +118,18 @@ DL_NOT_DIFFERENTIABLE = (
     "tests/test_optim.py::test_train_regressor_returns_a_trained_module",
 )
 DL_CASES = {
-    "solution": (22, ()),
-    "detached_forward": (13, DL_NOT_DIFFERENTIABLE),
-    "wrong_swish_gradient": (20, ("tests/test_functions.py::test_swish_gradient_reaches_the_input",)),
+    "solution": (24, ()),
+    "detached_forward": (15, DL_NOT_DIFFERENTIABLE),
+    "wrong_swish_gradient": (22, ("tests/test_functions.py::test_swish_gradient_reaches_the_input",)),
     "sgd_not_in_place": (
-        19,
+        21,
         (
             "tests/test_optim.py::test_sgd_step_updates_the_tensors_in_place",
             "tests/test_optim.py::test_sgd_step_trains_the_students_net",
         ),
     ),
     "dropout_always_on": (
-        19,
+        21,
         (
             "tests/test_modes.py::test_eval_is_deterministic_and_train_is_not",
             "tests/test_modes.py::test_eval_uses_the_running_statistics",
