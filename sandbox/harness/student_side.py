@@ -69,24 +69,21 @@ class Server:
             return self.tensors.module_node(obj, ident, self.refer, buffers)
         return {"t": "handle", "id": ident, "type": type(obj).__name__[:200]}
 
-    def ready(self) -> None:
-        """Import the student's submission module and tell the tests side how it went."""
+    def ready(self) -> dict:
+        """Import the student's submission module; the ready message that tells the tests side how it went."""
         if os.environ.get("SANDBOX_UNPACK_ERROR"):
             message = f"your upload's files could not be unpacked ({os.environ['SANDBOX_UNPACK_ERROR']})"
             error = {"type": "UnpackError", "builtin": None, "message": message, "frames": [], "syntax": None}
-            self.send({"kind": "ready", "error": error})
-            return
+            return {"kind": "ready", "error": error}
         if not os.path.isfile(os.path.join(self.work, "submission.py")):
-            self.send({"kind": "ready", "module": None})
-            return
+            return {"kind": "ready", "module": None}
         try:
             module, failed = self.import_submission()
         except BaseException as exc:  # noqa: BLE001 - sys.exit() at import is the student's failure too
-            self.send({"kind": "ready", "error": self.error_of(exc)})
-            return
+            return {"kind": "ready", "error": self.error_of(exc)}
         body = {"kind": "ready", "module": self.refer(module, [])}
         body["cells"] = [[cell, self.error_of(exc)] for cell, exc in failed]
-        self.send(body)
+        return body
 
     def import_submission(self):
         """submission.py as a module: a notebook's cell by cell (past cells that raise), else imported."""
@@ -384,7 +381,8 @@ def _seed(seed: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    # Listen before any student code runs, and take only the first connection: the tests side's.
+    # Listen before any student code runs, and take only the first connection: the tests side's. The
+    # tests side imports its own libraries while this side imports the submission.
     server = socket.create_server((argv[1], int(argv[2])))
     with open(argv[3], encoding="utf-8") as file:
         config = json.load(file)
@@ -394,7 +392,8 @@ def main(argv: list[str]) -> None:
     work = os.path.abspath(os.getcwd())
     sys.path.insert(0, work)
     side = Server(conn, work, config)
-    side.ready()
+    ready = side.ready()  # the student's code may patch send() while it is imported: look it up after
+    side.send(ready)
     side.serve()
     # Threads the student started must not keep S alive after the tests side is done.
     os._exit(0)

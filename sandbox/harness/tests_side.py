@@ -47,6 +47,40 @@ def connector(host: str, base_port: int):
     return connect
 
 
+def preload(grade: str, student: set[str]) -> None:
+    """Import the installed libraries the test files import (torch, numpy...), so that collecting them
+    later is quick: this runs while S imports the student's code. Failures are left to collection."""
+    import ast
+    import importlib
+    import importlib.util
+
+    wanted: set[str] = set()
+    for folder in ("tests", "public_tests"):
+        for root, _, files in os.walk(os.path.join(grade, folder)):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                try:
+                    with open(os.path.join(root, name), "rb") as file:
+                        tree = ast.parse(file.read())
+                except (OSError, SyntaxError, ValueError):
+                    continue
+                for node in tree.body:
+                    if isinstance(node, ast.Import):
+                        wanted |= {alias.name for alias in node.names}
+                    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                        wanted.add(node.module)
+    local = {name[:-3] for _, _, files in os.walk(grade) for name in files if name.endswith(".py")}
+    for name in sorted(wanted):
+        top = name.partition(".")[0]
+        if top in student or top in local or importlib.util.find_spec(top) is None:
+            continue  # the student's, or the tests' own helpers: imported by pytest, in its own way
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S110 - collection will import it again and report the error
+            pass
+
+
 def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
     """Grade; return the done event's error (None when the harness worked)."""
     import pytest
@@ -78,6 +112,8 @@ def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
             "code": "start",
             "message": f"your submission's process did not start, so no test could run ({exc})",
         }
+    names = {str(name) for name in spec.get("student_modules", [])}
+    preload(grade, names | {"submission"})  # while S imports the submission
     handle, import_error, failed_cells = channel.ready()
     if import_error:
         module = proxy.Inert()
@@ -85,7 +121,6 @@ def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
         module = proxy.no_submission_module()
     else:
         module = proxy.ModuleProxy("submission", handle, channel)
-    names = {str(name) for name in spec.get("student_modules", [])}
     proxy.install(None if import_error else channel, module, names)
     for cell, message in failed_cells:
         reporter.emit("cell", cell=cell, message=message[:2000])
