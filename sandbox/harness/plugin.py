@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from .channel import RESTARTABLE, Channel
 from .errors import DeadlineExceeded, HarnessStop, SubmissionError, TestTimeout
-from .proxy import RESTARTABLE, Channel, ModuleProxy
+from .proxy import ModuleProxy
 
 MAX_MESSAGE = 4000
 TIMEOUT_GRACE_S = 1.0  # past the deadline, a test stuck in the tests' own code is cut off by the watchdog

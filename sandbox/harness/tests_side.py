@@ -84,6 +84,7 @@ def preload(grade: str, student: set[str]) -> None:
 def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
     """Grade; return the done event's error (None when the harness worked)."""
     import pytest
+    from _grader_harness import channel as connection
     from _grader_harness import plugin, proxy
     from _grader_harness.errors import Cells
 
@@ -94,7 +95,7 @@ def run(spec_path: str, reporter, flags: list[str]) -> dict | None:
     os.chdir(grade)
     deadline = started + float(spec["deadline_s"])
     cells = Cells(spec.get("cells") or [])
-    channel = proxy.Channel(
+    channel = connection.Channel(
         connector(spec["student_host"], int(spec["student_port"])),
         deadline=deadline,
         deadline_s=float(spec["deadline_s"]),
