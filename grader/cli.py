@@ -426,7 +426,7 @@ def serve(
     """The whole service in one command: migrate, sync assignments, the API, grading and the sweeper."""
     import subprocess
 
-    from grader import embedded, sweeper
+    from grader import dispatch, sweeper
     from grader.db import migrate as upgrade
 
     settings = get_settings()
@@ -434,7 +434,7 @@ def serve(
     _sync_or_exit()
     worker_process = None
     if settings.embedded:
-        name = embedded.start(settings)
+        name = dispatch.start_threads(settings)
         sweeper.start(settings=settings, worker=name, queues=["cpu", "gpu"])
         console.print(f"embedded: SQLite at {settings.effective_database_url}, grading in this process")
     else:

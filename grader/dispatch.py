@@ -1,25 +1,38 @@
-"""Send committed submissions to their graders, by id: the Celery broker, or the in-process threads."""
+"""Send committed submissions to their graders by id: the Celery broker, or, in the embedded default
+(no broker), a queue and a few grading threads in this process. And who is grading: the workers'
+heartbeats and the one definition of a live worker.
+
+The embedded threads need no durable queue of their own: a submission queued when the process stops is
+still queued in the database, and the sweeper sends it again at the next start.
+"""
 
 import base64
 import json
 import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+from queue import Queue
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from grader import embedded
+from grader import grading
 from grader.config import Settings
 from grader.db import utcnow
-from grader.models import Submission
+from grader.models import Worker
 from grader.worker import GRADE_TASK, QUEUES, publisher
 
 log = logging.getLogger(__name__)
+
+_pending: Queue[str] = Queue()  # the embedded threads' queue
 
 
 def send(*, settings: Settings, submission_id: str, queue: str) -> bool:
     """Hand one submission to a grader; False when the broker could not be reached (the sweeper retries)."""
     if settings.embedded:
-        embedded.submit(submission_id)
+        _pending.put(submission_id)
         return True
     try:
         publisher(settings.broker_url).send_task(GRADE_TASK, args=[submission_id], queue=queue)
@@ -69,32 +82,71 @@ def _submission_id(message: dict) -> str | None:
 
 
 def enqueue(*, session: Session, settings: Settings, submissions: list[tuple[str, str]]) -> int:
-    """Send (id, queue) pairs of committed submissions and record which reached the broker."""
-    sent = [sid for sid, queue in submissions if send(settings=settings, submission_id=sid, queue=queue)]
-    if sent:
-        session.execute(
-            update(Submission)
-            .where(Submission.id.in_(sent), Submission.status == "queued")
-            .values(enqueued_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-    return len(sent)
+    """Send (id, queue) pairs of committed submissions, whose commit marked them sent (enqueued_at);
+    those no grader took are marked unsent, for the sweeper. How many were sent."""
+    failed = [
+        sid for sid, queue in submissions if not send(settings=settings, submission_id=sid, queue=queue)
+    ]
+    grading.mark_unsent(session=session, submission_ids=failed)
+    return len(submissions) - len(failed)
 
 
-def regrade(*, session: Session, settings: Settings, submission_ids: list[str]) -> int:
-    """Queue submissions to be graded again (not those running now); commits, then enqueues by id."""
-    subs = list(
-        session.scalars(
-            select(Submission).where(Submission.id.in_(submission_ids), Submission.status != "running")
-        )
-    )
-    for sub in subs:
-        sub.status, sub.attempts = "queued", 0
-        sub.score = sub.max_score = sub.result = sub.error_kind = None
-        sub.flagged = False
-        sub.enqueued_at = sub.started_at = sub.finished_at = sub.lease_until = None
-        sub.worker = None
+# ---- the embedded default's grading threads ------------------------------------------------------------
+
+
+def start_threads(settings: Settings) -> str:
+    """Start the embedded grading threads; returns the worker name they grade under."""
+    name = f"embedded@{socket.gethostname()}-{os.getpid()}"
+    for index in range(settings.embedded_workers):
+        threading.Thread(
+            target=_grade_pending, args=(settings, name), daemon=True, name=f"grader-{index}"
+        ).start()
+    return name
+
+
+def _grade_pending(settings: Settings, name: str) -> None:
+    while True:
+        submission_id = _pending.get()
+        try:
+            done = grading.attempt(settings=settings, submission_id=submission_id, worker=name)
+        except Exception:
+            # The submission stays running under a lease that is no longer renewed: the sweeper retries it.
+            log.exception("grading %s failed", submission_id)
+            continue
+        if done.retry_in is not None:
+            log.warning(
+                "sandbox unavailable for %s (%s); retrying in %.0f s",
+                submission_id,
+                done.failure,
+                done.retry_in,
+            )
+            timer = threading.Timer(done.retry_in, _pending.put, [submission_id])
+            timer.daemon = True
+            timer.start()
+
+
+# ---- who is grading --------------------------------------------------------------------------------------
+
+
+def heartbeat_s(settings: Settings) -> float:
+    """How often a worker records that it is alive."""
+    return max(1.0, settings.lease_s / 3)
+
+
+def live_since(settings: Settings) -> datetime:
+    """A worker is live if its last heartbeat is after this: it missed fewer than about three beats."""
+    return utcnow() - timedelta(seconds=settings.lease_s)
+
+
+def beat(*, session: Session, name: str, queues: list[str], gpus: int = 0) -> None:
+    """Record that this worker is alive and which queues it serves."""
+    worker = session.get(Worker, name) or Worker(name=name, queues=",".join(queues), gpus=gpus)
+    worker.seen_at = utcnow()
+    session.add(worker)
     session.commit()
-    enqueue(session=session, settings=settings, submissions=[(s.id, s.queue) for s in subs])
-    return len(subs)
+
+
+def serving(*, session: Session, settings: Settings, queue: str) -> bool:
+    """Whether a live worker serves this queue."""
+    names = session.scalars(select(Worker.queues).where(Worker.seen_at > live_since(settings)))
+    return any(queue in queues.split(",") for queues in names)

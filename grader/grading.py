@@ -1,24 +1,31 @@
-"""Grade a stored submission: claim it under a lease, run the sandbox, save the result once.
+"""The life of a submission after its upload: every write of its status, lease and delivery columns,
+and attempt(), the one grading step that the Celery task and the embedded threads both call.
+
+    queued --claim--> running --finish--> graded | error
+    running --retry_later (sandbox unavailable), take_back (lease expired)--> queued
+    any but running --queue_again (a regrade)--> queued
 
 Safe to run twice: claiming is a conditional UPDATE, so a redelivered task for a submission that is
 graded, or that a live worker holds, does nothing; and only the lease holder may save a result.
+`enqueued_at` is set in the commit that queues a submission, just before it is sent by id
+(grader.dispatch), and cleared again when no grader took it, for the sweeper to send.
 """
 
 import logging
 import threading
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
 
-from grader import reference, sandbox
+from grader import reference, sandbox, storage
 from grader.assignments import InvalidAssignment, load_assignment
 from grader.config import Settings
 from grader.db import session_factory, utcnow
 from grader.models import Submission
 from grader.results import GradeResult, ungraded
-from grader.submissions import upload_path
-from grader.uploads import BadUpload, unpack
+from grader.uploads import BadUpload
 
 log = logging.getLogger(__name__)
 
@@ -84,37 +91,121 @@ def finish(*, session: Session, submission_id: str, worker: str, result: GradeRe
     return bool(saved)
 
 
-def after_failure(
-    *, settings: Settings, submission_id: str, worker: str, exc: sandbox.SandboxUnavailable
-) -> float | None:
-    """After a sandbox failure: seconds until the retry (the submission is queued again), or None when
-    the attempts are used up and the submission is stored as an infrastructure error."""
-    with session_factory(settings)() as session:
-        submission = session.get(Submission, submission_id)
-        if submission is None:
-            return None
-        if submission.attempts >= settings.max_attempts:
-            message = f"gave up after {submission.attempts} attempts: {exc.message}"
-            finish(
-                session=session,
-                submission_id=submission_id,
-                worker=worker,
-                result=ungraded("infrastructure", exc.code, message),
-            )
-            return None
-        delay = settings.retry_backoff_s * 2 ** (submission.attempts - 1)
-        session.execute(
-            update(Submission)
-            .where(_held(submission_id, worker))
-            .values(
-                status="queued",
-                worker=None,
-                lease_until=None,
-                enqueued_at=utcnow() + timedelta(seconds=delay),
-            )
+def retry_later(*, session: Session, submission_id: str, worker: str, delay: float) -> bool:
+    """Give a held submission back to the queue, to be sent again in `delay` seconds."""
+    given = session.execute(
+        update(Submission)
+        .where(_held(submission_id, worker))
+        .values(
+            status="queued",
+            worker=None,
+            lease_until=None,
+            enqueued_at=utcnow() + timedelta(seconds=delay),
         )
-        session.commit()
-        return delay
+    ).rowcount
+    session.commit()
+    return bool(given)
+
+
+def take_back(*, session: Session, submission_ids: list[str], now: datetime) -> int:
+    """Queue again those of these submissions whose lease expired before `now` (their worker died or
+    hung); they are marked unsent, for the sweeper to send. How many."""
+    if not submission_ids:
+        return 0
+    taken = session.execute(
+        update(Submission)
+        .where(
+            Submission.id.in_(submission_ids),
+            Submission.status == "running",
+            Submission.lease_until < now,
+        )
+        .values(status="queued", worker=None, lease_until=None, enqueued_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return taken
+
+
+def queue_again(*, session: Session, submission_ids: list[str]) -> list[tuple[str, str]]:
+    """Reset these submissions to be graded afresh (not those running now), marked as sent; the
+    (id, queue) of each one reset, for the caller to send."""
+    if not submission_ids:
+        return []
+    reset = session.execute(
+        update(Submission)
+        .where(Submission.id.in_(submission_ids), Submission.status != "running")
+        .values(
+            status="queued",
+            attempts=0,
+            score=None,
+            max_score=None,
+            result=None,
+            error_kind=None,
+            flagged=False,
+            enqueued_at=utcnow(),
+            started_at=None,
+            finished_at=None,
+            lease_until=None,
+            worker=None,
+        )
+        .returning(Submission.id, Submission.queue)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    return [(row.id, row.queue) for row in reset]
+
+
+def mark_sent(*, session: Session, submission_ids: list[str]) -> None:
+    """Record that these queued submissions are sent now, before the sweeper sends them again."""
+    _set_enqueued_at(session, submission_ids, utcnow())
+
+
+def mark_unsent(*, session: Session, submission_ids: list[str]) -> None:
+    """Record that no grader took these queued submissions (the broker was down): the sweeper sends them."""
+    _set_enqueued_at(session, submission_ids, None)
+
+
+def _set_enqueued_at(session: Session, submission_ids: list[str], value: datetime | None) -> None:
+    if not submission_ids:
+        return
+    session.execute(
+        update(Submission)
+        .where(Submission.id.in_(submission_ids), Submission.status == "queued")
+        .values(enqueued_at=value)
+    )
+    session.commit()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What attempt() did: "graded", "error", "skipped" (graded already, or held by another worker), or
+    "retry" (the sandbox was unavailable: send the submission again in `retry_in` seconds)."""
+
+    status: str
+    retry_in: float | None = None
+    failure: sandbox.SandboxUnavailable | None = None
+
+
+def attempt(
+    *, settings: Settings, submission_id: str, worker: str, gpu_ids: list[str] | None = None
+) -> Attempt:
+    """Grade one submission if it still needs grading. When the sandbox is unavailable, give it back to
+    the queue with exponential backoff, or, once the attempts are used up, store an infrastructure error."""
+    try:
+        return Attempt(_claim_and_grade(settings, submission_id, worker, gpu_ids))
+    except sandbox.SandboxUnavailable as exc:
+        with session_factory(settings)() as session:
+            submission = session.get(Submission, submission_id)
+            if submission is None:
+                return Attempt("skipped")
+            if submission.attempts >= settings.max_attempts:
+                message = f"gave up after {submission.attempts} attempts: {exc.message}"
+                result = ungraded("infrastructure", exc.code, message)
+                finish(session=session, submission_id=submission_id, worker=worker, result=result)
+                return Attempt("error", failure=exc)
+            delay = settings.retry_backoff_s * 2 ** (submission.attempts - 1)
+            retry_later(session=session, submission_id=submission_id, worker=worker, delay=delay)
+            return Attempt("retry", retry_in=delay, failure=exc)
 
 
 class _Lease:
@@ -144,11 +235,8 @@ class _Lease:
         self.thread.join()
 
 
-def grade_submission(
-    *, settings: Settings, submission_id: str, worker: str, gpu_ids: list[str] | None = None
-) -> str:
-    """Grade one submission if it still needs grading. Returns "graded", "error" or "skipped";
-    raises SandboxUnavailable (the submission still held) for the caller to retry."""
+def _claim_and_grade(settings: Settings, submission_id: str, worker: str, gpu_ids: list[str] | None) -> str:
+    """ "graded", "error" or "skipped"; raises SandboxUnavailable with the submission still held."""
     with session_factory(settings)() as session:
         submission = claim(session=session, submission_id=submission_id, worker=worker, settings=settings)
         if submission is None:
@@ -172,17 +260,11 @@ def _grade(settings: Settings, submission: Submission, worker: str, gpu_ids: lis
     except InvalidAssignment as exc:
         return ungraded("infrastructure", "assignment", str(exc))
     try:
-        data = upload_path(settings, submission.sha256).read_bytes()
+        unpacked = storage.load(
+            settings, sha256=submission.sha256, filename=submission.filename, assignment=assignment
+        )
     except OSError as exc:
         return ungraded("infrastructure", "upload_missing", f"the stored upload cannot be read: {exc}")
-    try:
-        unpacked = unpack(
-            data,
-            submission.filename,
-            assignment,
-            max_bytes=settings.max_unpacked_bytes,
-            max_files=settings.max_upload_files,
-        )
     except BadUpload as exc:
         return ungraded("student", exc.code, exc.message)
     labels = {"grader.submission": submission.id, "grader.worker": worker}

@@ -1,23 +1,21 @@
-"""Submissions: accept an upload (check it, store the file, insert the row, commit), and the reads the
-API and the pages make. Sending to the graders comes after the commit (grader.intake)."""
+"""Submissions: accept an upload (check it, store the file, insert the row, commit, then send it to a
+grader by id), queue submissions to be graded again, and the reads the API and the pages make. The
+API and the web form both accept uploads here, so they apply the same rules."""
 
-import hashlib
 import math
-import os
-import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from grader import extensions, policies
+from grader import dispatch, extensions, grading, policies, storage
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import lock_for_write, utcnow
 from grader.models import STATUSES, Submission, User, Worker
-from grader.uploads import BadUpload, detect_format, unpack
+from grader.uploads import BadUpload, unpack
 
 
 class Refused(Exception):
@@ -40,30 +38,6 @@ def stored_filename(filename: str) -> str:
         return name
     suffix = Path(name).suffix[:limit]
     return name[: limit - len(suffix)] + suffix
-
-
-def upload_path(settings: Settings, sha256: str) -> Path:
-    """Where the upload with this SHA-256 is stored."""
-    return settings.data_dir / "uploads" / sha256[:2] / sha256
-
-
-def store_upload(settings: Settings, data: bytes) -> str:
-    """Write the upload under its content hash (atomically; identical uploads share a file)."""
-    digest = hashlib.sha256(data).hexdigest()
-    path = upload_path(settings, digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return digest
 
 
 def check_limits(*, session: Session, assignment: Assignment, user_id: int, now: datetime) -> None:
@@ -101,7 +75,7 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
     )
 
 
-def create_submission(
+def accept(
     *,
     session: Session,
     settings: Settings,
@@ -111,19 +85,13 @@ def create_submission(
     data: bytes,
     by_instructor: bool = False,
 ) -> Submission:
-    """Check the upload, store it, insert and commit its row (status queued). Refused stores nothing."""
+    """Check the upload, store it, insert and commit its row (queued), then send it to a grader by id.
+    Raises Refused, having stored nothing, when a rule refuses it."""
     # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
     if not by_instructor:  # first without a lock: a refused student costs no unpacking
         check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow())
     try:
-        kind = detect_format(filename, data[:64])
-    except BadUpload as exc:
-        raise Refused(exc.code, exc.message) from exc
-    if kind not in assignment.config.formats:
-        accepted = " or ".join(f".{fmt}" for fmt in assignment.config.formats)
-        raise Refused("bad_format", f"{assignment.slug} accepts {accepted} uploads, not .{kind}")
-    try:
-        unpack(
+        unpacked = unpack(
             data,
             filename,
             assignment,
@@ -139,23 +107,43 @@ def create_submission(
         now = utcnow()
         if not by_instructor:
             check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
-        digest = store_upload(settings, data)  # before the commit: a committed row always has its file
+        # Before the commit: a committed row always has its file (and grading its unpacked form).
+        digest = storage.store(settings, data, unpacked)
         submission = Submission(
             user_id=student.id,
             assignment=assignment.slug,
             submitted_at=now,
             sha256=digest,
             filename=stored_filename(filename),
-            format=kind,
+            format=unpacked.kind,
             queue="gpu" if assignment.sandbox.gpu else "cpu",
             status="queued",
+            enqueued_at=now,  # sent just below; unset again if no grader takes it
         )
         session.add(submission)
         session.commit()
     except BaseException:
         session.rollback()  # let the next upload in now, not when the request's session closes
         raise
+    # Committed: now it may be sent. If the broker is down the sweeper sends it later.
+    dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
     return submission
+
+
+def regrade(
+    *,
+    session: Session,
+    settings: Settings,
+    slug: str | None = None,
+    user_id: int | None = None,
+    submission_id: str | None = None,
+) -> int:
+    """Queue one submission, or those of an assignment (of one student), to be graded again (not those
+    running now); commits, then sends them by id. How many."""
+    chosen = [submission_id] if submission_id is not None else ids(session, slug=slug, user_id=user_id)
+    reset = grading.queue_again(session=session, submission_ids=chosen)
+    dispatch.enqueue(session=session, settings=settings, submissions=reset)
+    return len(reset)
 
 
 # ---- reads -------------------------------------------------------------------------------------------
@@ -275,9 +263,9 @@ class QueueState:
     live_workers: int
 
 
-def queue_state(session: Session) -> QueueState:
-    """How much is waiting and who is grading it (workers seen in the last two minutes are live)."""
-    now = utcnow()
+def queue_state(session: Session, *, settings: Settings) -> QueueState:
+    """How much is waiting and who is grading it."""
+    live_since = dispatch.live_since(settings)
     workers = list(session.scalars(select(Worker).order_by(Worker.seen_at.desc())))
     return QueueState(
         counts=status_counts(session),
@@ -285,5 +273,5 @@ def queue_state(session: Session) -> QueueState:
             select(func.min(Submission.submitted_at)).where(Submission.status == "queued")
         ),
         workers=workers,
-        live_workers=sum(now - w.seen_at < timedelta(minutes=2) for w in workers),
+        live_workers=sum(w.seen_at > live_since for w in workers),
     )

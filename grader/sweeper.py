@@ -8,13 +8,12 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
 
-from grader import dispatch, sandbox
+from grader import dispatch, grading, sandbox
 from grader.config import Settings
 from grader.db import session_factory, utcnow
-from grader.models import Submission, Worker
+from grader.models import Submission
 
 log = logging.getLogger(__name__)
 
@@ -22,25 +21,6 @@ log = logging.getLogger(__name__)
 SEND_GRACE_S = 5
 # Containers of submissions finished this recently are looked for (and removed) on every sweep.
 FINISHED_WINDOW = timedelta(hours=6)
-
-
-def heartbeat_s(settings: Settings) -> float:
-    return max(1.0, settings.lease_s / 3)
-
-
-def beat(*, session: Session, name: str, queues: list[str], gpus: int = 0) -> None:
-    """Record that this worker is alive and which queues it serves."""
-    worker = session.get(Worker, name) or Worker(name=name, queues=",".join(queues), gpus=gpus)
-    worker.seen_at = utcnow()
-    session.add(worker)
-    session.commit()
-
-
-def serving(*, session: Session, settings: Settings, queue: str) -> bool:
-    """Whether a live worker (a heartbeat within the lease time) serves this queue."""
-    since = utcnow() - timedelta(seconds=settings.lease_s)
-    names = session.scalars(select(Worker.queues).where(Worker.seen_at > since))
-    return any(queue in queues.split(",") for queues in names)
 
 
 def _remove_containers(settings: Settings, submission_ids: list[str]) -> None:
@@ -72,18 +52,7 @@ def sweep(*, settings: Settings) -> dict[str, int]:
         # Expired: their worker is gone (or hung), so their containers go before someone else grades
         # them. Finished: nobody needs theirs. One listing of the engine's containers for both.
         _remove_containers(settings, [*expired, *finished])
-        requeued = 0
-        for submission_id in expired:
-            requeued += session.execute(
-                update(Submission)
-                .where(
-                    Submission.id == submission_id,
-                    Submission.status == "running",
-                    Submission.lease_until < now,
-                )
-                .values(status="queued", worker=None, lease_until=None, enqueued_at=None)
-            ).rowcount
-        session.commit()
+        requeued = grading.take_back(session=session, submission_ids=expired, now=now)
 
         settled = now - timedelta(seconds=SEND_GRACE_S)
         waiting = session.execute(
@@ -105,6 +74,7 @@ def sweep(*, settings: Settings) -> dict[str, int]:
             if row.enqueued_at is None
             or (row.id not in held if held is not None else row.enqueued_at < long_ago)
         ]
+        grading.mark_sent(session=session, submission_ids=[sid for sid, _ in stale])
         sent = dispatch.enqueue(session=session, settings=settings, submissions=stale)
 
     if requeued or stale:
@@ -125,12 +95,12 @@ def run(
     """Sweep every sweep_interval_s and, for a worker, beat every heartbeat_s, until `stop` is set."""
     next_sweep = 0.0
     clock = 0.0
-    tick = min(heartbeat_s(settings), settings.sweep_interval_s)
+    tick = min(dispatch.heartbeat_s(settings), settings.sweep_interval_s)
     while True:
         try:
             if worker:
                 with session_factory(settings)() as session:
-                    beat(session=session, name=worker, queues=list(queues), gpus=gpus)
+                    dispatch.beat(session=session, name=worker, queues=list(queues), gpus=gpus)
             if clock >= next_sweep:
                 sweep(settings=settings)
                 next_sweep = clock + settings.sweep_interval_s

@@ -5,7 +5,7 @@ import logging
 from billiard.process import current_process
 from celery import signals
 
-from grader import db, grading, sandbox, sweeper
+from grader import db, grading, sweeper
 from grader.config import get_settings
 from grader.worker import GRADE_TASK, app
 
@@ -18,17 +18,13 @@ _gpu_ids: list[str] | None = None
 @app.task(name=GRADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def grade(self, submission_id: str) -> str:
     """Grade one submission by id; retried with backoff only when the sandbox is unavailable."""
-    settings = get_settings()
     worker = self.request.hostname or "celery"
-    try:
-        return grading.grade_submission(
-            settings=settings, submission_id=submission_id, worker=worker, gpu_ids=_gpu_ids
-        )
-    except sandbox.SandboxUnavailable as exc:
-        delay = grading.after_failure(settings=settings, submission_id=submission_id, worker=worker, exc=exc)
-        if delay is None:
-            return "error"
-        raise self.retry(exc=exc, countdown=delay, max_retries=None) from exc
+    done = grading.attempt(
+        settings=get_settings(), submission_id=submission_id, worker=worker, gpu_ids=_gpu_ids
+    )
+    if done.retry_in is not None:
+        raise self.retry(exc=done.failure, countdown=done.retry_in, max_retries=None)
+    return done.status
 
 
 @signals.worker_process_init.connect

@@ -1,6 +1,6 @@
 """Shape stored rows into API responses for a given viewer."""
 
-from grader import extensions, feedback, policies, sweeper
+from grader import dispatch, extensions, feedback, policies
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.models import Submission, User
@@ -42,7 +42,7 @@ def submission_out(
         out.late_seconds = max(0, int((submission.submitted_at - due.due).total_seconds()))
         out.penalty_percent = float(policies.penalty_percent(due, submission.submitted_at))
     if submission.status == "queued" and not settings.embedded:
-        if not sweeper.serving(session=session, settings=settings, queue=submission.queue):
+        if not dispatch.serving(session=session, settings=settings, queue=submission.queue):
             out.queue_note = QUEUE_NOTES.get(submission.queue)
     result = GradeResult.model_validate(submission.result) if submission.result else None
     if viewer.is_instructor:

@@ -18,7 +18,7 @@ from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.results import GradeResult, TestResult
 from grader.smoke import Smoke, Upload
-from grader.submissions import upload_path
+from grader.storage import upload_path
 
 TESTS = """
 import numpy as np

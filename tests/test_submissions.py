@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from grader import accounts, auth, catalog, extensions, intake, submissions
+from grader import accounts, auth, catalog, extensions, storage, submissions
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.models import Submission, User, Worker
@@ -59,7 +59,7 @@ def assignment(course, *, late: str = "", limits: str = ""):
 
 
 def accept(db_session, settings, hw, student, **extra) -> Submission:
-    return intake.accept(
+    return submissions.accept(
         session=db_session,
         settings=settings,
         assignment=hw,
@@ -85,7 +85,7 @@ def test_accept_stores_the_file_commits_the_row_and_queues_it(db_session, settin
     sub = accept(db_session, settings, hw, people["s1"])
     assert (sub.status, sub.queue, sub.format, sub.filename) == ("queued", "cpu", "zip", "hw.zip")
     assert sub.enqueued_at is not None  # sent after the commit, and recorded
-    assert submissions.upload_path(settings, sub.sha256).read_bytes() == PASSES
+    assert storage.upload_path(settings, sub.sha256).read_bytes() == PASSES
     again = accept(db_session, settings, hw, people["s1"])
     assert again.sha256 == sub.sha256 and stored(db_session, settings) == (2, 1)  # one file for both
 
@@ -101,7 +101,7 @@ def test_accept_stores_the_file_commits_the_row_and_queues_it(db_session, settin
 )
 def test_a_refused_upload_stores_nothing(db_session, settings, course, people, filename, data, reason):
     with pytest.raises(submissions.Refused) as refused:
-        intake.accept(
+        submissions.accept(
             session=db_session,
             settings=settings,
             assignment=assignment(course),
@@ -217,13 +217,15 @@ def graded(db_session, user: User, *, status: str = "graded") -> Submission:
 def test_regrade_queues_finished_submissions_again_and_leaves_running_ones(db_session, settings, people):
     done, running = graded(db_session, people["s1"]), graded(db_session, people["s1"], status="running")
     other = graded(db_session, people["s2"])
-    assert intake.regrade(session=db_session, settings=settings, slug="add-one", user_id=people["s1"].id) == 1
+    s1 = people["s1"].id
+    assert submissions.regrade(session=db_session, settings=settings, slug="add-one", user_id=s1) == 1
     db_session.expire_all()
     assert (done.status, done.score, done.attempts, done.worker) == ("queued", None, 0, None)
     assert done.enqueued_at is not None
     assert running.status == "running" and other.status == "graded"
-    assert intake.regrade(session=db_session, settings=settings, submission_id=other.id) == 1
-    assert intake.regrade(session=db_session, settings=settings, slug="add-one") == 2  # not the running one
+    assert submissions.regrade(session=db_session, settings=settings, submission_id=other.id) == 1
+    regraded = submissions.regrade(session=db_session, settings=settings, slug="add-one")
+    assert regraded == 2  # not the running one
 
 
 # ---- extensions ------------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def test_a_student_reads_only_their_own_submissions(db_session, people):
     assert submissions.with_owner(db_session, submission_id=theirs.id) == (theirs, people["s2"])
 
 
-def test_counts_for_the_instructor_pages(db_session, people):
+def test_counts_for_the_instructor_pages(db_session, settings, people):
     graded(db_session, people["s1"])
     broken = graded(db_session, people["s2"], status="error")
     broken.error_kind = "infrastructure"
@@ -289,7 +291,7 @@ def test_counts_for_the_instructor_pages(db_session, people):
     db_session.add(Worker(name="old", queues="cpu", seen_at=datetime.now(UTC) - timedelta(minutes=5)))
     db_session.add(Worker(name="new", queues="cpu", seen_at=datetime.now(UTC)))
     db_session.commit()
-    queue = submissions.queue_state(db_session)
+    queue = submissions.queue_state(db_session, settings=settings)
     assert [w.name for w in queue.workers] == ["new", "old"] and queue.live_workers == 1
 
 

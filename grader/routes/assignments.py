@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, status
 
-from grader import accounts, catalog, intake, policies, views
+from grader import accounts, catalog, policies, submissions, views
 from grader.deps import AssignmentsDep, CurrentUser, InstructorDep, SessionDep, SettingsDep
 from grader.schemas import AssignmentOut, RegradeOut, SmokeIn, SmokeOut
 
@@ -39,7 +39,7 @@ def regrade(
         owner = accounts.find(session, login=student)
         if owner is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {student!r}")
-    queued = intake.regrade(
+    queued = submissions.regrade(
         session=session, settings=settings, slug=slug, user_id=owner.id if owner else None
     )
     return RegradeOut(queued=queued)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from grader import accounts, intake, submissions, views
+from grader import accounts, submissions, views
 from grader.deps import AssignmentsDep, CurrentUser, SessionDep, SettingsDep
 from grader.routes.forms import BadForm, TooLarge, receive_form
 from grader.schemas import SubmissionOut
@@ -108,7 +108,7 @@ def _accept(session, settings, user, assignment, on_behalf, filename, data) -> S
         if student is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {on_behalf!r}")
     try:
-        submission = intake.accept(
+        submission = submissions.accept(
             session=session,
             settings=settings,
             assignment=assignment,

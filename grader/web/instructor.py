@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, gradebook, gradebook_export, intake, policies, submissions
+from grader import accounts, catalog, extensions, gradebook, gradebook_export, policies, submissions
 from grader.assignments import Assignment
 from grader.config import Settings, get_settings
 from grader.deps import SessionDep
@@ -247,7 +247,7 @@ def overview(request: Request, session: SessionDep, web: InstructorPageDep) -> R
         title="Assignments",
         nav="overview",
         summaries=sorted((summary(session, a) for a in assignments), key=lambda s: s.assignment.due),
-        queue=submissions.queue_state(session),
+        queue=submissions.queue_state(session, settings=get_settings()),
     )
 
 
@@ -264,7 +264,7 @@ def assignment(request: Request, session: SessionDep, web: InstructorPageDep, sl
 @router.post("/assignments/{slug}/regrade")
 def regrade_all(session: SessionDep, web: InstructorFormDep, slug: str) -> Response:
     """Queue every submission of the assignment to be graded again."""
-    sent = intake.regrade(session=session, settings=get_settings(), slug=slug)
+    sent = submissions.regrade(session=session, settings=get_settings(), slug=slug)
     return redirect(f"/instructor/assignments/{slug}?ok=Queued {sent} submission(s) for regrading.")
 
 
@@ -276,7 +276,7 @@ def regrade_one(
     back: Annotated[str, Form()] = "/instructor",
 ) -> Response:
     """Queue one submission to be graded again."""
-    sent = intake.regrade(session=session, settings=get_settings(), submission_id=submission_id)
+    sent = submissions.regrade(session=session, settings=get_settings(), submission_id=submission_id)
     back = back if back.startswith("/instructor") else "/instructor"
     return redirect(
         f"{back}?ok=" + ("Queued the submission for regrading." if sent else "Nothing to regrade.")

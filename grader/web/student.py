@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, feedback, gradebook, intake, policies, submissions
+from grader import accounts, catalog, extensions, feedback, gradebook, policies, submissions
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
 from grader.db import utcnow
@@ -318,7 +318,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     finally:
         await form.close()
     try:
-        submission = intake.accept(
+        submission = submissions.accept(
             session=session,
             settings=settings,
             assignment=assignment,
