@@ -1,7 +1,6 @@
 """The `grader` command."""
 
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -9,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grader.assignments import InvalidAssignment, Problem, load_assignment, submission_source, validate_folder
-from grader.cli_accounts import instructor_app, roster_app
+from grader.cli_accounts import instructor_app, roster_app, token_app
 from grader.config import get_settings
 from grader.results import GradeResult, ungraded
 
@@ -18,6 +17,7 @@ assignments_app = typer.Typer(help="Check and load assignment folders.", no_args
 app.add_typer(assignments_app, name="assignments")
 app.add_typer(roster_app, name="roster")
 app.add_typer(instructor_app, name="instructor")
+app.add_typer(token_app, name="token")
 
 console = Console(stderr=True)
 
@@ -188,11 +188,8 @@ def assignments_check(paths: list[Path] = typer.Argument(..., help="assignment f
 @assignments_app.command("list")
 def assignments_list() -> None:
     """Each assignment in the database with its due date and last smoke result."""
-    from sqlalchemy import select
-
     from grader import catalog
     from grader.db import session_factory
-    from grader.models import SmokeRun
 
     settings = get_settings()
     with session_factory(settings)() as session:
@@ -201,9 +198,7 @@ def assignments_list() -> None:
         for column in ("slug", "title", "due", "weight", "gpu", "last smoke"):
             table.add_column(column)
         for slug, assignment in sorted(assignments.items(), key=lambda item: item[1].due):
-            run = session.scalars(
-                select(SmokeRun).where(SmokeRun.assignment == slug).order_by(SmokeRun.at.desc()).limit(1)
-            ).first()
+            run = catalog.last_smoke(session=session, slug=slug)
             smoke = (
                 "never" if run is None else f"{'passed' if run.passed else 'FAILED'} {run.at:%Y-%m-%d %H:%M}"
             )
@@ -292,10 +287,7 @@ def smoke(
     raise typer.Exit(1 if problems else 0)
 
 
-# --- The service: database, tokens, API and workers (docs/service.md) ---
-
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
+# --- The service: database, API and workers (docs/service.md); accounts and tokens: cli_accounts ---
 
 
 @app.command()
@@ -328,88 +320,6 @@ def _sync_or_exit() -> None:
 def assignments_sync() -> None:
     """Load the assignments folder into the service (refused, with every problem, if a folder is invalid)."""
     _sync_or_exit()
-
-
-LIFETIME_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-
-
-def _lifetime(text: str) -> timedelta:
-    """--expires-in: a whole number of days, hours or minutes (90d, 12h, 30m)."""
-    amount, unit = text.strip()[:-1], text.strip()[-1:].lower()
-    if unit not in LIFETIME_UNITS or not amount.isdigit() or int(amount) == 0:
-        console.print(f"--expires-in {text!r}: give a whole number of days, hours or minutes: 90d, 12h, 30m")
-        raise typer.Exit(2)
-    return timedelta(**{LIFETIME_UNITS[unit]: int(amount)})
-
-
-@token_app.command("create")
-def token_create(
-    instructor: bool = typer.Option(False, "--instructor", help="a token for an instructor"),
-    login: str = typer.Option("instructor", "--login", help="the instructor's login (with --instructor)"),
-    student: str | None = typer.Option(None, "--student", help="a token for this student id"),
-    name: str = typer.Option("", "--name", help="the person's name, for a new user"),
-    expires_in: str | None = typer.Option(
-        None, "--expires-in", help="valid for 90d, 12h, 30m... (default: GRADER_TOKEN_LIFETIME_DAYS days)"
-    ),
-) -> None:
-    """Create a user if needed and print a new bearer token for them."""
-    from grader import auth
-    from grader.db import session_factory
-
-    if instructor == (student is not None):
-        console.print("give either --instructor [--login NAME] or --student ID")
-        raise typer.Exit(2)
-    settings = get_settings()
-    lifetime = _lifetime(expires_in) if expires_in else timedelta(days=settings.token_lifetime_days)
-    with session_factory(settings)() as session:
-        try:
-            user = auth.get_or_create_user(
-                session=session,
-                login=login if instructor else student,
-                role="instructor" if instructor else "student",
-                name=name,
-            )
-        except ValueError as exc:
-            console.print(f"[red]{exc}[/]", markup=False, highlight=False)
-            raise typer.Exit(2) from exc
-        if instructor and not user.is_instructor:
-            console.print(f"[red]{user.login} exists and is a student[/]")
-            raise typer.Exit(1)
-        token = auth.create_token(session=session, user=user, lifetime=lifetime)
-        session.commit()
-    console.print(f"a token for {user.login}, valid until {datetime.now(UTC) + lifetime:%Y-%m-%d %H:%M} UTC")
-    sys.stdout.write(token + "\n")
-
-
-@token_app.command("revoke")
-def token_revoke(
-    token: str | None = typer.Argument(None, help="the token to revoke"),
-    login: str | None = typer.Option(None, "--login", help="revoke every token of this student id or login"),
-) -> None:
-    """Revoke one token, or every token of an account: they stop working at once."""
-    from sqlalchemy import select
-
-    from grader import accounts, auth
-    from grader.db import session_factory
-    from grader.models import User
-
-    if (token is None) == (login is None):
-        console.print("give either a TOKEN or --login ID")
-        raise typer.Exit(2)
-    with session_factory(get_settings())() as session:
-        if token is not None:
-            revoked = int(auth.revoke_token(session=session, token=token.strip()))
-            if not revoked:
-                console.print("[red]no such token[/]")
-                raise typer.Exit(1)
-        else:
-            user = session.scalar(select(User).where(User.login == accounts.normalize_login(login)))
-            if user is None:
-                console.print(f"[red]no account with the login {login!r}[/]", markup=False, highlight=False)
-                raise typer.Exit(1)
-            revoked = auth.revoke_tokens(session=session, user_id=user.id)
-        session.commit()
-    console.print(f"revoked {revoked} token(s)")
 
 
 def _uvicorn(host: str, port: int, workers: int = 1) -> None:

@@ -1,6 +1,8 @@
-"""`grader roster import` and `grader instructor create`: accounts for the web pages."""
+"""Accounts: `grader roster` (students from the LMS, their secrets) and `grader instructor create` for the
+web pages, `grader token` for scripts and the API."""
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -10,6 +12,7 @@ from grader.config import get_settings
 
 roster_app = typer.Typer(help="Students from the LMS's roster export.", no_args_is_help=True)
 instructor_app = typer.Typer(help="Instructor accounts.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 console = Console(stderr=True)
 
 
@@ -81,3 +84,85 @@ def reset_secret(login: str = typer.Argument(..., help="the student id (or instr
             raise typer.Exit(1) from exc
         session.commit()
     sys.stdout.write(secret + "\n")
+
+
+LIFETIME_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def _lifetime(text: str) -> timedelta:
+    """--expires-in: a whole number of days, hours or minutes (90d, 12h, 30m)."""
+    amount, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in LIFETIME_UNITS or not amount.isdigit() or int(amount) == 0:
+        console.print(f"--expires-in {text!r}: give a whole number of days, hours or minutes: 90d, 12h, 30m")
+        raise typer.Exit(2)
+    return timedelta(**{LIFETIME_UNITS[unit]: int(amount)})
+
+
+@token_app.command("create")
+def token_create(
+    instructor: bool = typer.Option(False, "--instructor", help="a token for an instructor"),
+    login: str = typer.Option("instructor", "--login", help="the instructor's login (with --instructor)"),
+    student: str | None = typer.Option(None, "--student", help="a token for this student id"),
+    name: str = typer.Option("", "--name", help="the person's name, for a new user"),
+    expires_in: str | None = typer.Option(
+        None, "--expires-in", help="valid for 90d, 12h, 30m... (default: GRADER_TOKEN_LIFETIME_DAYS days)"
+    ),
+) -> None:
+    """Create a user if needed and print a new bearer token for them."""
+    from grader import auth
+    from grader.db import session_factory
+
+    if instructor == (student is not None):
+        console.print("give either --instructor [--login NAME] or --student ID")
+        raise typer.Exit(2)
+    settings = get_settings()
+    lifetime = _lifetime(expires_in) if expires_in else timedelta(days=settings.token_lifetime_days)
+    with session_factory(settings)() as session:
+        try:
+            user = auth.get_or_create_user(
+                session=session,
+                login=login if instructor else student,
+                role="instructor" if instructor else "student",
+                name=name,
+            )
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/]", markup=False, highlight=False)
+            raise typer.Exit(2) from exc
+        if instructor and not user.is_instructor:
+            console.print(f"[red]{user.login} exists and is a student[/]")
+            raise typer.Exit(1)
+        token = auth.create_token(session=session, user=user, lifetime=lifetime)
+        session.commit()
+    console.print(f"a token for {user.login}, valid until {datetime.now(UTC) + lifetime:%Y-%m-%d %H:%M} UTC")
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: str | None = typer.Argument(None, help="the token to revoke"),
+    login: str | None = typer.Option(None, "--login", help="revoke every token of this student id or login"),
+) -> None:
+    """Revoke one token, or every token of an account: they stop working at once."""
+    from sqlalchemy import select
+
+    from grader import accounts, auth
+    from grader.db import session_factory
+    from grader.models import User
+
+    if (token is None) == (login is None):
+        console.print("give either a TOKEN or --login ID")
+        raise typer.Exit(2)
+    with session_factory(get_settings())() as session:
+        if token is not None:
+            revoked = int(auth.revoke_token(session=session, token=token.strip()))
+            if not revoked:
+                console.print("[red]no such token[/]")
+                raise typer.Exit(1)
+        else:
+            user = session.scalar(select(User).where(User.login == accounts.normalize_login(login)))
+            if user is None:
+                console.print(f"[red]no account with the login {login!r}[/]", markup=False, highlight=False)
+                raise typer.Exit(1)
+            revoked = auth.revoke_tokens(session=session, user_id=user.id)
+        session.commit()
+    console.print(f"revoked {revoked} token(s)")
