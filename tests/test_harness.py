@@ -799,3 +799,99 @@ def test_autograd_optimizers_and_modules_work_across_the_boundary(tmp_path):
     failed = {name: t["message"] for name, t in run.tests.items() if t["outcome"] != "passed"}
     assert failed == {}, run.stderr[-2000:]
     assert len(run.tests) == 8
+
+
+# --- the tests' own functions and objects passed to the student's code: they run on the tests side --
+
+CALLBACK_SUBMISSION = """
+import numpy as np
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x)
+    for i in range(x.size):
+        old = x.flat[i]
+        x.flat[i] = old + h; plus = f(x)
+        x.flat[i] = old - h; minus = f(x)
+        x.flat[i] = old
+        grad.flat[i] = (plus - minus) / (2 * h)
+    return grad
+def run_episode(env, policy):
+    obs = env.reset(); total = 0.0; done = False
+    while not done:
+        obs, reward, done = env.step(policy(obs))
+        total += reward
+    return total
+def apply_all(fns, x):
+    return [f(x) for f in fns]
+def count(items):
+    return sum(1 for _ in items)
+def call_raises(f):
+    try:
+        f()
+    except ValueError as e:
+        return "caught " + str(e)
+
+def snoop(f):
+    # What a hostile submission may try: the test's function's globals hold the hidden test's module.
+    import gc
+    server = next(o for o in gc.get_objects() if type(o).__name__ == "Server" and hasattr(o, "callback"))
+    ident = object.__getattribute__(f, "_id")
+    found = []
+    for name in ("__globals__", "__code__", "_private", "__class__"):
+        try:
+            found.append(repr(server.callback(ident, "getattr", name)))
+        except AttributeError as exc:
+            found.append("refused: " + str(exc))
+    return found
+"""
+
+CALLBACK_TESTS = """
+import numpy as np
+import pytest
+import submission
+
+class Env:
+    def __init__(self): self.t = 0
+    def reset(self): self.t = 0; return np.zeros(2)
+    def step(self, action):
+        self.t += 1
+        return np.ones(2) * self.t, float(action), self.t >= 5
+
+def loss(w):
+    return float((w ** 2).sum())
+
+def test_lambda_and_function():
+    x = np.array([1.0, -2.0, 3.0])
+    g = submission.numerical_gradient(lambda w: loss(w), x.copy())
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-4)
+    np.testing.assert_allclose(submission.numerical_gradient(loss, x.copy()), 2 * x, rtol=1e-4)
+
+def test_env_object():
+    env = Env()
+    assert submission.run_episode(env, lambda obs: 1) == 5.0
+    assert env.t == 5
+
+def test_list_of_callbacks_and_generator():
+    assert submission.apply_all([lambda v: v + 1, np.sqrt], 4.0) == [5.0, 2.0]
+    def gen():
+        yield from range(3)
+    assert submission.count(gen()) == 3
+
+def test_exception_from_callback():
+    def boom():
+        raise ValueError("no")
+    assert submission.call_raises(boom) == "caught no"
+
+SECRET = "SECRET-IN-THE-TESTS"
+
+def test_the_tests_functions_keep_their_insides():
+    found = submission.snoop(loss)
+    assert all(item.startswith("refused") for item in found), found
+    assert not any(SECRET in item for item in found)
+"""
+
+
+def test_the_tests_functions_and_objects_passed_to_student_code_call_back(tmp_path):
+    run = run_local(tmp_path, submission=CALLBACK_SUBMISSION, tests={"test_cb.py": CALLBACK_TESTS})
+    failed = {name: t["message"] for name, t in run.tests.items() if t["outcome"] != "passed"}
+    assert failed == {}, run.stderr[-2000:]
+    assert len(run.tests) == 5

@@ -6,6 +6,7 @@ strictly as plain data (protocol.Decoder). See proxy.py for how the tests see th
 """
 
 import io
+import os
 import pickle
 import socket
 import sys
@@ -37,6 +38,10 @@ LOST = (
     "in an earlier test), so it no longer exists"
 )
 RESTARTABLE = (SubmissionCrashed, TestTimeout)
+CALLBACKS = frozenset(
+    {"call", "getattr", "getitem", "len", "iter", "next"}
+)  # what S may do with the tests' objects
+_NOTHING = object()
 
 
 class Channel:
@@ -67,6 +72,9 @@ class Channel:
         self.handles: dict[int, object] = {}
         self.mirrors = mirror.Mirrors()
         self.released: list[int] = []  # recorded calls S may forget
+        self.remote_objects: dict[int, object] = {}  # the tests' objects passed to the student's code
+        self.remote_ids: dict[int, int] = {}
+        self.root = os.getcwd()  # the tests' folder: what is defined under it, S cannot import
         self.failed_cells: list[tuple[int, str]] = []  # notebook cells that raised, with their messages
         self.mutated = False  # whether the student's code changed an argument in place (this test)
         self.records = 0
@@ -89,6 +97,7 @@ class Channel:
             self.sock.close()
         self.generation += 1
         self.handles, self.mirrors, self.released = {}, mirror.Mirrors(), []
+        self.remote_objects, self.remote_ids = {}, {}
         self.stopped = None
         announce(self.generation)
         try:
@@ -201,6 +210,19 @@ class Channel:
                 self.records += 1
                 self._record = mirror.Record(self, self.records, leaves)
                 frames.append(pickle.dumps({"id": self.records, "tensors": tids}))
+        self._send(frames)
+        try:
+            body, decoder = self.receive()
+            while body.get("kind") == "callback":  # the student's code calls what the test gave it
+                self._callback(body, decoder)
+                body, decoder = self.receive()
+            return self._answer(body, decoder, arrays, op=message["op"])
+        except protocol.ProtocolViolation as exc:
+            raise self.violation(str(exc)) from None
+        finally:
+            self._inputs, self._record = [], None
+
+    def _send(self, frames: list) -> None:
         try:
             self.sock.settimeout(max(0.001, self._until() - time.monotonic()))
             protocol.send(self.sock, frames)
@@ -208,23 +230,70 @@ class Channel:
             raise self._timeout() from None
         except OSError:
             raise self.stop(SubmissionCrashed(CRASHED)) from None
-        body, decoder = self.receive()
-        try:
-            return self._answer(body, decoder, arrays, op=message["op"])
-        except protocol.ProtocolViolation as exc:
-            raise self.violation(str(exc)) from None
-        finally:
-            self._inputs, self._record = [], None
 
-    def _answer(self, body: dict, decoder: protocol.Decoder, arrays: list, *, op: str):
+    def _callback(self, body: dict, decoder: protocol.Decoder) -> None:
+        """Run one call of the student's code into an object the test passed it (a loss function, an
+        environment), and send back its value or exception. What S may do is what a test's own code
+        would let the student's code do: call, iterate, index, and read attributes that do not start
+        with an underscore (so no __globals__ or __code__ of the test's functions)."""
         __tracebackhide__ = True
+        saved = self._inputs, self._record
+        ident = body.get("id")
+        target = self.remote_objects.get(ident, _NOTHING) if type(ident) is int else _NOTHING
+        op, payload = body.get("op"), decoder.decode(body.get("value"))
+        self._changed(body, decoder)
+        if target is _NOTHING or op not in CALLBACKS:
+            raise protocol.ProtocolViolation("a call back to an object the tests never passed")
+        reply: dict = {"op": "callback-reply"}
+        try:
+            if op == "call":
+                if type(payload) is not list or len(payload) != 2 or type(payload[1]) is not dict:
+                    raise protocol.ProtocolViolation("a malformed call back")
+                reply["value"] = target(*payload[0], **{str(k): v for k, v in payload[1].items()})
+            elif op == "getattr":
+                if type(payload) is not str or payload.startswith("_"):
+                    raise AttributeError(
+                        f"your code may not read {str(payload)[:50]!r} of the tests' objects"
+                    )
+                reply["value"] = getattr(target, payload)
+            elif op == "getitem":
+                reply["value"] = target[payload]
+            elif op == "len":
+                reply["value"] = len(target)
+            elif op == "iter":
+                reply["value"] = iter(target)
+            else:
+                reply["value"] = next(target)
+        except (HarnessStop, protocol.ProtocolViolation):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the test's code raised: the student's code gets it
+            builtin = next((c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins"), None)
+            reply = {"op": "callback-reply", "error": [type(exc).__name__, builtin, str(exc)[:2000]]}
+        finally:
+            self._inputs, self._record = saved
+        if self.mirrors.tensors:
+            reply["sync"] = self.mirrors.dirty()
+        buffer = io.BytesIO()
+        try:
+            _Pickler(buffer, self).dump(reply)
+        except Exception as exc:  # noqa: BLE001 - a value that cannot reach S: the student's code gets why
+            error = f"the tests' value cannot be passed to your code: {exc}"[:2000]
+            buffer = io.BytesIO()
+            _Pickler(buffer, self).dump({"op": "callback-reply", "error": ["TypeError", "TypeError", error]})
+        self._send([buffer.getbuffer()])
+
+    def _changed(self, body: dict, decoder: protocol.Decoder) -> None:
         changed = body.get("changed", [])
         if type(changed) is not list:
             raise protocol.ProtocolViolation("a malformed list of changed tensors")
-        for node in changed:  # first: the value may refer to what changed
+        for node in changed:
             if type(node) is not dict or node.get("t") not in ("mirrored", "module"):
                 raise protocol.ProtocolViolation("a malformed changed tensor")
             decoder.decode(node)
+
+    def _answer(self, body: dict, decoder: protocol.Decoder, arrays: list, *, op: str):
+        __tracebackhide__ = True
+        self._changed(body, decoder)  # first: the value may refer to what changed
         kind = body.get("kind")
         if kind == "value":
             value = decoder.decode(body.get("value"))
@@ -312,6 +381,21 @@ class Channel:
         module._grader_update(node, decoder)
         return module
 
+    def remote(self, ident: int):
+        """One of the tests' objects that S refers to (it was passed to the student's code)."""
+        target = self.remote_objects.get(ident, _NOTHING)
+        if target is _NOTHING:
+            raise protocol.ProtocolViolation("a reference to an object the tests never passed")
+        return target
+
+    def remote_id(self, obj) -> int:
+        """The number by which S refers to one of the tests' objects."""
+        ident = self.remote_ids.get(id(obj))
+        if ident is None:
+            ident = self.remote_ids[id(obj)] = len(self.remote_objects)
+            self.remote_objects[ident] = obj  # kept alive: S may call it later
+        return ident
+
     def input(self, index: int):
         if not 0 <= index < len(self._inputs):
             raise protocol.ProtocolViolation("a reference to an argument that was not passed")
@@ -346,6 +430,9 @@ class Channel:
 
 
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_PLAIN = frozenset(
+    {int, float, complex, bool, str, bytes, bytearray, type(None), list, tuple, dict, set, frozenset}
+)
 
 
 class _Pickler(pickle.Pickler):
@@ -360,8 +447,31 @@ class _Pickler(pickle.Pickler):
         self.index: dict[int, int] = {}
         self.copies: set[int] = set()
         self.keep: list = []
+        self.local_types: dict[object, bool] = {}
         torch = sys.modules.get("torch")
         self.torch, self.grad = torch, torch is not None and torch.is_grad_enabled()
+
+    def _local(self, obj) -> bool:
+        """Whether obj is defined by the tests (or inside a function): S cannot import its definition."""
+        if isinstance(obj, Handle | ModuleProxy | Missing | types.ModuleType):
+            return False
+        if isinstance(obj, types.MethodType):
+            return self._local(obj.__self__) or self._local(obj.__func__)
+        target = obj if isinstance(obj, types.FunctionType | type) else type(obj)
+        known = self.local_types.get(target)
+        if known is None:
+            qualname = getattr(target, "__qualname__", "")
+            module = sys.modules.get(getattr(target, "__module__", None) or "")
+            path = getattr(module, "__file__", None) or ""
+            known = (
+                "<locals>" in qualname
+                or "<lambda>" in qualname
+                or module is None
+                or module.__name__ == "__main__"
+                or os.path.abspath(path).startswith(self.channel.root + os.sep)
+            )
+            self.local_types[target] = known
+        return known
 
     def reducer_override(self, obj):
         # A generator (net.parameters()) or a dict view cannot be pickled; the student's code gets an
@@ -379,11 +489,17 @@ class _Pickler(pickle.Pickler):
             return ("handle", live_id(obj.__dict__["_grader_handle"]))
         if isinstance(obj, Missing):
             obj()
+        if type(obj) in _PLAIN:
+            return None
         torch = self.torch
         if torch is None or not isinstance(obj, torch.Tensor) or id(obj) in self.copies:
             if torch is not None and isinstance(obj, mirror.module_class()):
                 channel, ident = obj._grader_live()
                 return ("handle", ident)
+            if id(obj) not in self.copies and self._local(obj):
+                # The test's own function, class or object (a lambda, a loss function, an environment):
+                # S could not unpickle it, so the student's code gets a stand-in that calls back here.
+                return ("remote", self.channel.remote_id(obj))
             return None
         tid = self.channel.mirrors.tids.get(id(obj))
         if tid is not None:

@@ -348,6 +348,11 @@ class Decoder:
     def _module(self, node, depth):
         return self.host.module(node, self)
 
+    def _remote(self, node, depth):
+        if type(node["id"]) is not int:
+            raise ProtocolViolation("a malformed reference to one of the tests' objects")
+        return self.host.remote(node["id"])
+
     def _input(self, node, depth):
         if type(node["i"]) is not int:
             raise ProtocolViolation("a malformed reference to an argument")

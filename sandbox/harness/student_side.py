@@ -58,6 +58,8 @@ class Server:
 
         if self.tensors.is_tensor(obj) and protocol.is_array(obj):
             return self.tensors.claim(obj, buffers, self.inputs)
+        if isinstance(obj, Remote):
+            return {"t": "remote", "id": object.__getattribute__(obj, "_id")}
         if id(obj) not in self.ids:
             self.ids[id(obj)] = len(self.objects)
             self.objects[len(self.objects)] = obj
@@ -102,20 +104,54 @@ class Server:
                 frames = protocol.recv(self.conn, 2**62)  # from the trusted side: no limit
             except (protocol.Closed, OSError):
                 return
-            self.inputs, self.input_grads = [], []
-            unpickler = _Unpickler(io.BytesIO(frames[0]), self)
-            try:
-                message = unpickler.load()
-                message["graph"] = pickle.loads(frames[1]) if len(frames) > 1 else None
-                self.tensors.apply(message.get("sync", []))
-                for record in message.get("release", []):
-                    self.records.pop(record, None)
-                body = self.answer(message, unpickler.resolved)
-            except StopIteration:
-                body = {"kind": "stop"}
-            except BaseException as exc:  # noqa: BLE001 - SystemExit in a call only ends the call
-                body = {"kind": "error", "error": self.error_of(exc)}
-            self.send(body)
+            self.handle(frames)
+
+    def handle(self, frames: list, *, reply: bool = False):
+        """Answer one request; with reply, return a call back's reply instead (which is not a request)."""
+        self.inputs, self.input_grads = [], []
+        unpickler = _Unpickler(io.BytesIO(frames[0]), self)
+        try:
+            message = unpickler.load()
+            self.tensors.apply(message.get("sync", []))
+            if reply and message.get("op") == "callback-reply":
+                return message
+            message["graph"] = pickle.loads(frames[1]) if len(frames) > 1 else None
+            for record in message.get("release", []):
+                self.records.pop(record, None)
+            body = self.answer(message, unpickler.resolved)
+        except StopIteration:
+            body = {"kind": "stop"}
+        except BaseException as exc:  # noqa: BLE001 - SystemExit in a call only ends the call
+            body = {"kind": "error", "error": self.error_of(exc)}
+        self.send(body)
+        return None
+
+    def callback(self, ident: int, op: str, value=None):
+        """Ask the tests side to run op on one of its objects that the student's code was given (a loss
+        function, an environment); requests the tests make meanwhile (into the student's code) are
+        answered in between."""
+        from _grader_harness import protocol
+        from _grader_harness.errors import exception_class
+
+        saved = self.inputs, self.input_grads
+        self.send({"kind": "callback", "id": ident, "op": op, "value": value})
+        try:
+            while True:
+                try:
+                    frames = protocol.recv(self.conn, 2**62)
+                except (protocol.Closed, OSError):
+                    os._exit(0)  # the tests side is gone: nothing is waiting for this process
+                reply = self.handle(frames, reply=True)
+                if reply is not None:
+                    break
+        finally:
+            self.inputs, self.input_grads = saved
+        if "error" in reply:
+            name, builtin, message = reply["error"]
+            if name == "StopIteration":
+                raise StopIteration
+            raise exception_class(name, builtin)(message)
+        return reply["value"]
 
     def answer(self, message: dict, resolved: set[int]) -> dict:
         op = message["op"]
@@ -310,6 +346,46 @@ class Server:
         return os.path.relpath(path, self.work) if path.startswith(self.work + os.sep) else None
 
 
+class Remote:
+    """Stands in for one of the tests' objects (a function, an environment) given to the student's code:
+    calls, attribute reads, iteration, len() and indexing are done by the tests side."""
+
+    __slots__ = ("_server", "_id")
+
+    def __init__(self, server: Server, ident: int):
+        object.__setattr__(self, "_server", server)
+        object.__setattr__(self, "_id", ident)
+
+    def _ask(self, op: str, value=None):
+        return object.__getattribute__(self, "_server").callback(
+            object.__getattribute__(self, "_id"), op, value
+        )
+
+    def __call__(self, *args, **kwargs):
+        return self._ask("call", [list(args), kwargs])
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._ask("getattr", name)
+
+    def __getitem__(self, key):
+        return self._ask("getitem", key)
+
+    def __len__(self) -> int:
+        return self._ask("len")
+
+    def __iter__(self):
+        iterator = self._ask("iter")
+        return iterator if isinstance(iterator, Remote) else iter(iterator)
+
+    def __next__(self):
+        return self._ask("next")
+
+    def __repr__(self) -> str:
+        return "<an object of the tests>"
+
+
 class ResultTooLarge(Exception):
     """A reply bigger than the tests side accepts."""
 
@@ -331,6 +407,8 @@ class _Unpickler(pickle.Unpickler):
             self.resolved.add(id(obj))  # the student's own objects: not walked for changed arrays
         elif kind == "tensor":
             obj = self.server.tensors.tensor(pid[1])
+        elif kind == "remote":
+            obj = Remote(self.server, pid[1])
         else:  # ("input", index, tensor, requires_grad, in_graph, grad): one of the tests' own tensors
             _, index, obj, requires_grad, in_graph, grad = pid
             obj, grad = unportable(obj), None if grad is None else unportable(grad)
