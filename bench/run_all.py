@@ -1,12 +1,13 @@
-"""All five benchmarks in one command; each figure with a target says PASS or MISS beside it.
+"""All the benchmarks in one command; each figure with a target says PASS or MISS beside it.
 
-    .venv/bin/python bench/run_all.py            # full: about 10-15 minutes on 2 cores
-    .venv/bin/python bench/run_all.py --quick    # fewer runs and smaller loads: about 4 minutes
+    .venv/bin/python bench/run_all.py            # full: about 15-20 minutes on 2 cores
+    .venv/bin/python bench/run_all.py --quick    # fewer runs and smaller loads: about 7 minutes
     .venv/bin/python bench/run_all.py --only overhead,export
 
 Needs the Docker engine with grader-sandbox:cpu, PostgreSQL and Redis on 127.0.0.1 (scripts/test sets
-them up). Exits 1 when a target was missed. Timings depend on the machine's load: it is printed beside
-every section; re-run when it was high.
+them up); the peer section installs Otter-Grader from PyPI once, into ~/.cache/grader-bench. Exits 1
+when a target was missed. Timings depend on the machine's load: it is printed beside every section;
+re-run when it was high.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-SECTIONS = ["overhead", "service", "export", "torch"]
+SECTIONS = ["overhead", "service", "export", "torch", "peer"]
 
 
 def main() -> int:
@@ -65,6 +66,10 @@ def main() -> int:
                 import torch_homework
 
                 reports.append(torch_homework.main(quick))
+            elif section == "peer":
+                import peer_otter
+
+                reports.append(peer_otter.main(quick))
             else:
                 failures.append(f"unknown section {section}")
         except Exception:  # one broken section must not hide the others' figures
