@@ -80,7 +80,8 @@ def _write(path: Path, fill, *, sync: bool) -> None:
 
 def _write_tar(out, unpacked: Unpacked) -> None:
     cells = [[span.cell, span.start_line, span.end_line] for span in unpacked.cells]
-    header = {MANIFEST: json.dumps({"version": VERSION, "kind": unpacked.kind, "cells": cells})}
+    manifest = {"version": VERSION, "kind": unpacked.kind, "cells": cells, "files": len(unpacked.files)}
+    header = {MANIFEST: json.dumps(manifest)}
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, pax_headers=header) as tar:
         for name, content in unpacked.files.items():
             info = tarfile.TarInfo(name)
@@ -94,4 +95,6 @@ def _read_tar(data: bytes) -> Unpacked:
         if manifest["version"] != VERSION:
             raise ValueError(f"unpacked form version {manifest['version']}")
         files = {member.name: tar.extractfile(member).read() for member in tar if member.isfile()}
+    if len(files) != manifest["files"]:  # cut short between two files
+        raise ValueError(f"unpacked form holds {len(files)} of {manifest['files']} files")
     return Unpacked(kind=manifest["kind"], files=files, cells=[CellSpan(*cell) for cell in manifest["cells"]])

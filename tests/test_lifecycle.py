@@ -5,6 +5,7 @@ sessions), and the tables are emptied after each test.
 """
 
 import io
+import tarfile
 import zipfile
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -104,7 +105,7 @@ def test_an_upload_is_unpacked_once_and_graded_from_that(session, settings, grad
     assert (sub.status, sub.score, sub.attempts, sub.lease_until) == ("graded", 1, 1, None)
 
 
-@pytest.mark.parametrize("form", ["missing", "torn"])
+@pytest.mark.parametrize("form", ["missing", "torn", "cut_between_files"])
 def test_an_upload_without_a_readable_unpacked_form_is_unpacked_at_grading(
     session, settings, graded_by, form
 ):
@@ -113,8 +114,12 @@ def test_an_upload_without_a_readable_unpacked_form_is_unpacked_at_grading(
     path = storage.unpacked_path(settings, sub.sha256)
     if form == "missing":
         path.unlink()
-    else:
+    elif form == "torn":
         path.write_bytes(path.read_bytes()[:100])
+    else:
+        with tarfile.open(path) as tar:
+            second = tar.getmembers()[1].offset
+        path.write_bytes(path.read_bytes()[:second])
     assert grading.attempt(settings=settings, submission_id=sub.id, worker="w1").status == "graded"
     assert graded_by[0]["data/notes.txt"] == b"hello"
 
