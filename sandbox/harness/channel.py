@@ -71,6 +71,7 @@ class Channel:
         self.generation = 0
         self.handles: dict[int, object] = {}
         self.mirrors = mirror.Mirrors()
+        self.rng = mirror.Rng()  # the global random generators, shared with S
         self.released: list[int] = []  # recorded calls S may forget
         self.remote_objects: dict[int, object] = {}  # the tests' objects passed to the student's code
         self.remote_ids: dict[int, int] = {}
@@ -96,7 +97,7 @@ class Channel:
         if self.sock is not None:
             self.sock.close()
         self.generation += 1
-        self.handles, self.mirrors, self.released = {}, mirror.Mirrors(), []
+        self.handles, self.mirrors, self.released, self.rng = {}, mirror.Mirrors(), [], mirror.Rng()
         self.remote_objects, self.remote_ids = {}, {}
         self.stopped = None
         announce(self.generation)
@@ -192,6 +193,8 @@ class Channel:
         torch = sys.modules.get("torch")
         if self.mirrors.tensors:
             message["sync"] = self.mirrors.dirty()
+        if rng := self.rng.changed():
+            message["rng"] = rng
         if self.released:
             message["release"], self.released = self.released, []
         if graph and torch is not None:
@@ -273,6 +276,8 @@ class Channel:
             self._inputs, self._record = saved
         if self.mirrors.tensors:
             reply["sync"] = self.mirrors.dirty()
+        if rng := self.rng.changed():
+            reply["rng"] = rng
         buffer = io.BytesIO()
         try:
             _Pickler(buffer, self).dump(reply)
@@ -283,6 +288,11 @@ class Channel:
         self._send([buffer.getbuffer()])
 
     def _changed(self, body: dict, decoder: protocol.Decoder) -> None:
+        if "rng" in body:
+            try:
+                self.rng.apply(mirror.check_rng(decoder.decode(body["rng"])))
+            except ValueError as exc:
+                raise protocol.ProtocolViolation(str(exc)) from None
         changed = body.get("changed", [])
         if type(changed) is not list:
             raise protocol.ProtocolViolation("a malformed list of changed tensors")

@@ -36,7 +36,7 @@ class Server:
     """Answers requests from the tests side on the one connection."""
 
     def __init__(self, conn: socket.socket, work: str, config: dict):
-        from _grader_harness.mirror import Tensors
+        from _grader_harness.mirror import Rng, Tensors
 
         self.conn, self.work = conn, work
         self.objects: dict[int, object] = {}  # handle id -> the object, kept alive for the tests
@@ -48,6 +48,7 @@ class Server:
         self.scramble = bool(config.get("scramble_args"))
         self.pid = os.getpid()
         self.tensors = Tensors()  # the student's tensors and modules that the tests side mirrors
+        self.rng = Rng()  # the global random generators, shared with the tests side
         self.records: dict[int, tuple[list, list]] = {}  # a call's outputs and leaves, for backward
         self.inputs: list = []  # the tensors the current request brought, by index
         self.input_grads: list[bool] = []  # whether each required grad on the tests side
@@ -113,6 +114,7 @@ class Server:
         try:
             message = unpickler.load()
             self.tensors.apply(message.get("sync", []))
+            self.rng.apply(message.get("rng", {}))
             if reply and message.get("op") == "callback-reply":
                 return message
             message["graph"] = pickle.loads(frames[1]) if len(frames) > 1 else None
@@ -275,6 +277,8 @@ class Server:
             changed = self.tensors.changed(self.refer, buffers)
             if changed:
                 body["changed"] = changed
+            if rng := self.rng.changed():
+                body["rng"] = protocol.encode(rng, buffers, self.refer)
             head = protocol.header(body)
             size = len(head) + sum(memoryview(b).nbytes for b in buffers)
             if size > self.max_bytes - 2**20:
