@@ -263,7 +263,9 @@ def test_a_notebook_cell_with_a_syntax_error_is_skipped_and_named(tmp_path):
         "cell": 4,
         "message": "syntax error in cell 4, line 2: invalid syntax",
     }
-    assert {t["outcome"] for t in run.tests.values()} == {"failed"}
+    # The test file imports relu, which the failed cell would have defined: in one process the file
+    # would not import, so each of its tests fails.
+    assert {t["outcome"] for t in run.tests.values()} == {"error"}
     # What the failed cell would have defined is missing, and the message says which cell to fix.
     assert "your submission has no attribute 'relu'" in run.tests["test_relu"]["message"]
     assert "cell 4 raised an error" in run.tests["test_relu"]["message"]
@@ -650,23 +652,36 @@ def test_plain_data_keeps_its_types(tmp_path):
     assert run.tests["test_types"]["outcome"] == "passed", run.tests["test_types"]["message"]
 
 
-def test_student_errors_while_collecting_fail_tests_not_the_collection(tmp_path):
+def test_student_errors_while_collecting_fail_that_files_tests_not_the_collection(tmp_path):
     # A broken helper module, or a name the student's module fails to give, is the student's failure:
-    # as a collection error it would be reported as ours (retried, never charged, never scored).
+    # as a collection error it would be reported as ours (retried, never charged, never scored). In one
+    # process the file would not import, so all of its tests fail, and only its tests.
     tests = {
         "test_m.py": """
         from model import Net
-        from submission import broken, g
+        from submission import g
 
         def test_net():
             assert Net().f() == 1
 
+        def test_g():
+            assert g() == 2
+        """,
+        "test_s.py": """
+        from submission import broken, g
+
         def test_broken():
             assert broken() == 1
 
-        def test_g():
+        def test_g_too():
             assert g() == 2
-        """
+        """,
+        "test_fine.py": """
+        import submission
+
+        def test_g_alone():
+            assert submission.g() == 2
+        """,
     }
     submission = {
         "submission.py": "def __getattr__(name):\n    raise RuntimeError(name)\ndef g():\n    return 2\n",
@@ -674,12 +689,17 @@ def test_student_errors_while_collecting_fail_tests_not_the_collection(tmp_path)
     }
     run = run_local(tmp_path, submission=submission, tests=tests)
     assert {n: t["outcome"] for n, t in run.tests.items()} == {
-        "test_net": "failed",
-        "test_broken": "failed",
-        "test_g": "passed",
+        "test_net": "error",
+        "test_g": "error",
+        "test_broken": "error",
+        "test_g_too": "error",
+        "test_g_alone": "passed",
     }
+    assert run.tests["test_g"]["message"].startswith(
+        "the test file could not import your code: cannot import model"
+    )
     assert "ZeroDivisionError" in run.tests["test_net"]["message"]
-    assert run.tests["test_broken"]["message"].endswith("RuntimeError in submission.py, line 2: broken")
+    assert run.tests["test_g_too"]["message"].endswith("RuntimeError in submission.py, line 2: broken")
     assert run.events[-1] == {"event": "done", "flags": [], "error": None}
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from .channel import RESTARTABLE, Channel
 from .errors import DeadlineExceeded, HarnessStop, SubmissionError, TestTimeout
-from .proxy import ModuleProxy
+from .proxy import COLLECTION, ModuleProxy
 
 MAX_MESSAGE = 4000
 TIMEOUT_GRACE_S = 1.0  # past the deadline, a test stuck in the tests' own code is cut off by the watchdog
@@ -78,6 +78,9 @@ class GraderPlugin:
             self.channel.collecting = True
             self.channel.during = "while the tests were being collected"
 
+    def pytest_collectstart(self, collector) -> None:
+        COLLECTION.node = collector.nodeid
+
     def pytest_collectreport(self, report) -> None:
         if report.failed:
             self.errors.append(
@@ -86,6 +89,7 @@ class GraderPlugin:
             )
 
     def pytest_collection_finish(self, session) -> None:
+        COLLECTION.node = None
         if self.channel is not None:
             self.channel.collecting = False
         for item in session.items:
@@ -118,6 +122,10 @@ class GraderPlugin:
     def pytest_runtest_protocol(self, item, nextitem):
         if self.import_error:
             self._finish(item, "failed", self.import_error, 0.0)
+            return True
+        if (why := COLLECTION.why(item.nodeid)) is not None:
+            # In one process this test's file would not have imported: all of its tests fail.
+            self._finish(item, "error", f"the test file could not import your code: {why}", 0.0)
             return True
         if isinstance(self.channel.stopped, RESTARTABLE) and self.restarts_left > 0:
             self._restart(item)

@@ -140,11 +140,13 @@ class ModuleProxy(types.ModuleType):
                 raise _missing_after_cells(name, channel.failed_cells) from None
         except (AttributeError, SubmissionError, HarnessStop) as exc:
             # `from submission import softmax` at the top of a test file: a missing function (or one the
-            # student's code fails to give, or a crash) fails the tests that use it, instead of making the
-            # whole file a collection error, which would be reported as ours.
+            # student's code fails to give, or a crash) fails that file's tests, as in one process, where
+            # the file would not import; as a collection error it would be reported as ours.
             if channel.collecting and not name.startswith("_"):
                 plain = isinstance(exc, AttributeError) and not channel.failed_cells
-                return Missing(name, None if plain else exc)
+                missing = Missing(name, None if plain else exc)
+                COLLECTION.failed(f"cannot import name {name!r} from {self.__name__!r}: {missing.reason()}")
+                return missing
             raise
 
     def __repr__(self) -> str:
@@ -158,6 +160,29 @@ def _missing_after_cells(name: str, failed: list[tuple[int, str]]) -> BaseExcept
     )
 
 
+class Collection:
+    """Which test files (or folders, for a conftest) could not have imported the student's code in one
+    process: pytest collects them with stand-ins, and the plugin fails each of their tests."""
+
+    def __init__(self):
+        self.node: str | None = None  # what pytest is collecting now
+        self.broken: dict[str, str] = {}  # collector node id -> why its import would fail
+
+    def failed(self, message: str) -> None:
+        if self.node is not None:
+            self.broken.setdefault(self.node, message)
+
+    def why(self, nodeid: str) -> str | None:
+        """Why the test's file would not import, or None."""
+        for node, message in self.broken.items():
+            if not node or nodeid == node or nodeid.startswith((node + "::", node + "/")):
+                return message
+        return None
+
+
+COLLECTION = Collection()
+
+
 class Missing:
     """Stands in for a name the student's module lacks, or failed to give while the tests were collected
     (error), raising the AttributeError (or that error again) when used."""
@@ -169,15 +194,19 @@ class Missing:
         __tracebackhide__ = True
         if self.error is not None:
             raise type(self.error)(*self.error.args)
-        raise exception_class("AttributeError", "AttributeError")(
-            f"AttributeError: your submission has no attribute {self.name!r}"
-        )
+        raise exception_class("AttributeError", "AttributeError")(self.reason())
+
+    def reason(self) -> str:
+        if self.error is not None:
+            return str(self.error)
+        return f"AttributeError: your submission has no attribute {self.name!r}"
 
     def __getattr__(self, name: str):
         __tracebackhide__ = True
         if self.error is not None and name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)  # the import system's probes of a module that failed to import
         if self.error is not None:
+            COLLECTION.failed(f"cannot import name {name!r} from {self.name!r}: {self.reason()}")
             return Missing(name, self.error)  # `from model import Net` of a failed module still collects
         self._fail()
 
@@ -232,7 +261,8 @@ class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         except (SubmissionError, HarnessStop) as exc:
             if not self.channel.collecting:
                 raise
-            return Missing(spec.name, exc)  # the tests that use the module fail, not the collection
+            COLLECTION.failed(f"cannot import {spec.name}: {exc}")
+            return Missing(spec.name, exc)  # the file's tests fail, not the collection
         return ModuleProxy(spec.name, handle, self.channel)
 
     def exec_module(self, module):
