@@ -119,8 +119,11 @@ def _safe_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return path
 
 
-def unzip(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
-    """A zip's plain files, unwrapped from a single top-level folder; refuses bombs and escapes."""
+def unzip(
+    data: bytes, *, max_bytes: int, max_files: int, keep: frozenset[str] = frozenset()
+) -> dict[str, bytes]:
+    """A zip's plain files, unwrapped from a single top-level folder unless the tests import a package
+    of that name (keep); refuses bombs and escapes."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -147,7 +150,7 @@ def unzip(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
     if not files:
         raise BadUpload("bad_upload", "the zip is empty")
     tops = {PurePosixPath(name).parts[0] for name in files}
-    if len(tops) == 1 and all(len(PurePosixPath(name).parts) > 1 for name in files):
+    if len(tops) == 1 and not tops & keep and all(len(PurePosixPath(name).parts) > 1 for name in files):
         files = {str(PurePosixPath(*PurePosixPath(name).parts[1:])): data for name, data in files.items()}
     folders = {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
     if clash := sorted(folders & set(files)):
@@ -167,7 +170,7 @@ def unpack(data: bytes, filename: str, assignment: Assignment, *, max_bytes: int
     if kind == "ipynb":
         module, cells = notebook_to_module(data, filename)
         return Unpacked(kind="ipynb", files={"submission.py": module}, cells=cells)
-    files = unzip(data, max_bytes=max_bytes, max_files=max_files)
+    files = unzip(data, max_bytes=max_bytes, max_files=max_files, keep=imported_by_tests(assignment))
     notebooks = [name for name in files if name.endswith(".ipynb") and "/" not in name]
     cells: list[CellSpan] = []
     if "submission.py" not in files and len(notebooks) == 1:
@@ -197,28 +200,35 @@ def _check_required(files: dict[str, bytes], assignment: Assignment, *, what: st
 
 
 @functools.cache
-def _imports_submission(tests_dir: Path, stamp: tuple) -> bool:
+def _imported_names(tests_dir: Path, stamp: tuple) -> frozenset[str]:
+    names: set[str] = set()
     for source in sorted(tests_dir.rglob("*.py")):
         try:
             tree = ast.parse(source.read_bytes())
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "submission" for a in node.names):
-                return True
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "submission":
-                return True
-    return False
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return frozenset(names)
+
+
+def imported_by_tests(assignment: Assignment) -> frozenset[str]:
+    """The top-level modules the assignment's tests (hidden or public) import: submission, a course
+    package, numpy..."""
+    names: frozenset[str] = frozenset()
+    for folder in (assignment.tests_dir, assignment.public_tests_dir):
+        if folder.is_dir():
+            stamp = tuple((str(p), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*.py")))
+            names |= _imported_names(folder, stamp)
+    return names
 
 
 def tests_import_submission(assignment: Assignment) -> bool:
     """Whether the assignment's tests (hidden or public) import `submission`."""
-    found = False
-    for folder in (assignment.tests_dir, assignment.public_tests_dir):
-        if folder.is_dir():
-            stamp = tuple((str(p), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*.py")))
-            found = found or _imports_submission(folder, stamp)
-    return found
+    return "submission" in imported_by_tests(assignment)
 
 
 def unpack_path(path: Path, assignment: Assignment, **limits: int) -> Unpacked:

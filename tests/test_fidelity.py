@@ -29,7 +29,7 @@ import pytest
 from grader import sandbox
 from grader.assignments import load_assignment, submission_source
 from grader.config import Settings
-from grader.uploads import Unpacked, notebook_to_module, unpack, unzip
+from grader.uploads import Unpacked, imported_by_tests, notebook_to_module, unpack, unzip
 from tests.inprocess import DockerRunner, Reference, can_import, default_runner, grade_in_process
 
 pytestmark = pytest.mark.docker
@@ -312,7 +312,8 @@ def reference_upload(case: Case) -> Unpacked:
     if case.filename.endswith(".ipynb"):
         module, cells = notebook_to_module(case.data, case.filename)
         return Unpacked(kind="ipynb", files={"submission.py": module}, cells=cells)
-    return Unpacked(kind="zip", files=unzip(case.data, **LIMITS))
+    keep = imported_by_tests(load_assignment(case.assignment))  # as grader.uploads.unpack does
+    return Unpacked(kind="zip", files=unzip(case.data, **LIMITS, keep=keep))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from grader.assignments import load_assignment
-from grader.uploads import BadUpload, detect_format, notebook_to_module, unpack, unzip
+from grader.uploads import BadUpload, detect_format, notebook_to_module, imported_by_tests, unpack, unzip
 
 LIMITS = {"max_bytes": 1_000_000, "max_files": 50}
 
@@ -164,3 +164,20 @@ def test_submission_py_is_needed_only_when_the_tests_import_it(assignment, tmp_p
     assert refused.value.message == (
         "the zip is missing submission.py: add it at the top level of the zip (it holds README.md, mycourse/)"
     )
+
+
+def test_a_zip_of_one_package_the_tests_import_is_not_unwrapped(assignment):
+    (assignment.tests_dir / "test_add.py").write_text(
+        "from mycourse.classifiers.softmax import softmax\n\ndef test_softmax():\n    pass\n"
+    )
+    package = {
+        "mycourse/__init__.py": b"",
+        "mycourse/classifiers/softmax.py": b"def softmax(x):\n    return x\n",
+    }
+    assert "mycourse" in imported_by_tests(assignment)
+    kept = unzip(make_zip(package), **LIMITS, keep=imported_by_tests(assignment))
+    assert set(kept) == set(package)
+    # A folder the tests do not import is a wrapper, as before: hw1/submission.py is submission.py.
+    assert set(unzip(make_zip({"hw1/submission.py": b""}), **LIMITS, keep=imported_by_tests(assignment))) == {
+        "submission.py"
+    }
