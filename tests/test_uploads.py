@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from grader.assignments import load_assignment
-from grader.uploads import BadUpload, detect_format, notebook_to_module, imported_by_tests, unpack, unzip
+from grader.uploads import BadUpload, detect_format, imported_by_tests, notebook_to_module, unpack, unzip
 
 LIMITS = {"max_bytes": 1_000_000, "max_files": 50}
 
