@@ -296,7 +296,27 @@ def fraction_cases() -> list[Case]:
     ]
 
 
-CASES = homework_cases() + dl_cases() + notebook_cases() + package_cases() + crash_cases() + fraction_cases()
+def callback_cases() -> list[Case]:
+    folder = COURSE / "callbacks"
+    honest = (folder / "solution" / "submission.py").read_text()
+    # No first_valid: in one process tests/test_episodes.py does not import, so both its tests fail.
+    unfinished = honest[: honest.index("def first_valid")]
+    episodes = ("tests/test_episodes.py",)  # a test file that does not import
+    return [
+        Case("callbacks/solution", folder, "submission.zip", single_file(honest), 5.0, ()),
+        Case("callbacks/a_name_missing", folder, "submission.zip", single_file(unfinished), 3.0, episodes),
+    ]
+
+
+CASES = (
+    homework_cases()
+    + dl_cases()
+    + notebook_cases()
+    + package_cases()
+    + crash_cases()
+    + fraction_cases()
+    + callback_cases()
+)
 IDS = [case.id for case in CASES]
 
 
