@@ -108,7 +108,7 @@ def accept(
         if not by_instructor:
             check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
         # Before the commit: a committed row always has its file (and grading its unpacked form).
-        digest = storage.store(settings, data, unpacked)
+        digest = storage.store(settings, data, unpacked, assignment)
         submission = Submission(
             user_id=student.id,
             assignment=assignment.slug,

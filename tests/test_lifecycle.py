@@ -83,6 +83,11 @@ def upload(session, settings, data: bytes = PASSES) -> Submission:
     )
 
 
+def form_path(settings, sub: Submission):
+    """Where the upload's unpacked form for add-one, as it is now, is kept."""
+    return storage.unpacked_path(settings, sub.sha256, load_assignment(settings.assignments_dir / "add-one"))
+
+
 def row(session, submission_id: str) -> Submission:
     return session.get(Submission, submission_id, populate_existing=True)
 
@@ -92,7 +97,7 @@ def row(session, submission_id: str) -> Submission:
 
 def test_an_upload_is_unpacked_once_and_graded_from_that(session, settings, graded_by, monkeypatch):
     sub = upload(session, settings)
-    assert storage.unpacked_path(settings, sub.sha256).is_file()
+    assert form_path(settings, sub).is_file()
 
     def unpack_again(*_, **__):
         raise AssertionError("the worker unpacked the upload again")
@@ -111,7 +116,7 @@ def test_an_upload_without_a_readable_unpacked_form_is_unpacked_at_grading(
 ):
     """Uploads stored by an older version have no unpacked form; a crash may leave one unreadable."""
     sub = upload(session, settings)
-    path = storage.unpacked_path(settings, sub.sha256)
+    path = form_path(settings, sub)
     if form == "missing":
         path.unlink()
     elif form == "torn":
@@ -124,10 +129,22 @@ def test_an_upload_without_a_readable_unpacked_form_is_unpacked_at_grading(
     assert graded_by[0]["data/notes.txt"] == b"hello"
 
 
+def test_an_upload_is_unpacked_again_for_tests_changed_since(session, settings, graded_by, monkeypatch):
+    """How a zip unpacks depends on the tests (a package they import is not unwrapped)."""
+    sub = upload(session, settings)
+    unpacked_again = []
+    unpack = storage.unpack
+    monkeypatch.setattr(storage, "unpack", lambda *a, **k: unpacked_again.append(1) or unpack(*a, **k))
+    test_file = settings.assignments_dir / "add-one" / "tests" / "test_x.py"
+    test_file.write_text(test_file.read_text() + "\n# fixed\n")
+    assert grading.attempt(settings=settings, submission_id=sub.id, worker="w1").status == "graded"
+    assert unpacked_again == [1] and "submission.py" in graded_by[0]
+
+
 def test_a_lost_upload_is_an_infrastructure_error(session, settings, graded_by):
     sub = upload(session, settings)
     storage.upload_path(settings, sub.sha256).unlink()
-    storage.unpacked_path(settings, sub.sha256).unlink()
+    form_path(settings, sub).unlink()
     assert grading.attempt(settings=settings, submission_id=sub.id, worker="w1").status == "error"
     sub = row(session, sub.id)
     assert (sub.error_kind, sub.result["error"]["code"]) == ("infrastructure", "upload_missing")
