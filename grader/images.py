@@ -76,7 +76,8 @@ def for_assignment(assignment: Assignment, *, settings: Settings) -> str:
     wanted = requirements(assignment)
     if wanted is None:
         return base
-    from grader.sandbox import SandboxUnavailable, _client  # grader.sandbox imports this module
+    from grader.engine import SandboxUnavailable
+    from grader.engine import client as _client
 
     client = _client(settings)
     try:
@@ -110,7 +111,7 @@ def build(assignment: Assignment, *, settings: Settings, progress: Callable[[str
     wanted = requirements(assignment)
     if wanted is None:
         return None
-    from grader.sandbox import _client
+    from grader.engine import client as _client
 
     base = base_image(assignment, settings=settings)
     client = _client(settings)

@@ -23,27 +23,27 @@ import requests
 from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.utils.socket import frames_iter
 
-from grader import config, images
+from grader import config, images, sandbox_result
 from grader.assignments import Assignment, with_data
 from grader.config import Settings
-from grader.results import CellError, GradeError, GradeResult, TestResult, exact_sum
+from grader.engine import SandboxUnavailable, remove_orphans  # noqa: F401 - grader.sandbox's interface too
+from grader.engine import client as _client
+from grader.engine import kill as _kill
+from grader.engine import remove as _remove
+from grader.results import GradeResult
+from grader.sandbox_result import EVIDENCE, RESULT_PREFIX
 from grader.uploads import Unpacked, module_names
 
 STUDENT_PORT = 7431  # the first student side's; each restart listens on the next port
 # Fresh student sides the harness may ask for in one grading, after crashes or a test's timeout.
 MAX_RESTARTS = 30
-# Docker 20.10's API: device requests for GPUs (1.40) and one-shot stats (1.41). Newer engines accept it.
-API_VERSION = "1.41"
 # Seconds on top of timeout_s for the containers to start and unpack; the harness gets less than
 # timeout_s (DEADLINE_MARGIN_S) so that it normally reports a timeout itself before we kill it.
 STARTUP_GRACE_S = 5.0
 DEADLINE_MARGIN_S = 2.0
 # H's stdout carries only harness lines; more than this means the harness is broken.
 HARNESS_OUTPUT_LIMIT = 16 * 2**20
-RESULT_PREFIX = "@@grader "
 STDOUT = 1  # the stream number of stdout in Docker's attach protocol
-ENDED_PREFIX = "tampering: the submission's process ended"  # the harness's flag (proxy.ENDED)
-WHOLE_RUN = "timed out: the whole submission"  # the harness's message when the run's clock ran out
 
 # Runs as the container's command: unpack the tar from stdin into /tmp, then become the harness.
 # Docker would create a working_dir under /tmp owned by root, where the tar could not go; so the
@@ -64,22 +64,7 @@ os.chdir(os.environ.get("SANDBOX_WORKDIR", "/tmp"))
 os.execv(sys.executable, [sys.executable, "-I", "-u", "/tmp/harness/" + sys.argv[1], *sys.argv[2:]])
 """
 
-# Evidence in the student's output (or the tests' messages) that a limit other than memory was hit.
-# EAGAIN is also what a non-blocking socket says; homework code rarely has those.
-EVIDENCE = {
-    "pids": re.compile(rb"Resource temporarily unavailable|can't start new thread|Errno 11\]"),
-    "disk": re.compile(rb"No space left on device|Errno 28\]|Disk quota exceeded"),
-}
 GPU_UNSUPPORTED = re.compile(r"could not select device driver|nvidia-container|unknown runtime", re.I)
-
-
-class SandboxUnavailable(Exception):
-    """Our problem, not the student's: the service retries it and never charges the submission."""
-
-    def __init__(self, code: str, message: str):
-        self.code = code  # engine, image, gpu_unavailable, harness
-        self.message = message
-        super().__init__(message)
 
 
 def _tree(root: Path, prefix: str) -> dict[str, bytes]:
@@ -223,22 +208,6 @@ class _Stream:
                         layer.close()
 
 
-def _client(settings: Settings) -> docker.DockerClient:
-    where = settings.docker_url or "the local socket (DOCKER_HOST)"
-    # A fixed API version: asking the engine for its version would connect inside the constructor,
-    # which leaks the connection when the engine is down.
-    if settings.docker_url:
-        client = docker.DockerClient(base_url=settings.docker_url, version=API_VERSION)
-    else:
-        client = docker.from_env(version=API_VERSION)
-    try:
-        client.ping()
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        client.close()
-        raise SandboxUnavailable("engine", f"cannot reach the Docker engine at {where}: {exc}") from exc
-    return client
-
-
 def _host_config(api, box, *, network_mode: str, gpu_ids: list[str] | None, log_bytes: int) -> dict:
     mem = f"{box.memory_mb}m"
     devices = None
@@ -299,52 +268,6 @@ def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) 
     except OSError:
         pass  # the container died before reading everything; its exit tells the story
     sink.attach(sock)
-
-
-def _events(stdout: bytes) -> list[tuple[str, dict]]:
-    events = []
-    for line in stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith(RESULT_PREFIX):
-            try:
-                event = json.loads(line[len(RESULT_PREFIX) :])
-                events.append((event.pop("event"), event))
-            except (ValueError, KeyError, AttributeError, TypeError):
-                continue
-    return events
-
-
-def _tests(events: list[tuple[str, dict]], *, timed_out: bool) -> tuple[list[TestResult] | None, dict | None]:
-    """Per-test results in collected order, and the done event; None where the harness never said."""
-    collected = next((body["tests"] for kind, body in events if kind == "collected"), None)
-    finished = {body["name"]: body for kind, body in events if kind == "test"}
-    done = next((body for kind, body in events if kind == "done"), None)
-    if collected is None:
-        return None, done
-    tests, blamed = [], not timed_out
-    for test in collected:
-        if test["name"] in finished:
-            tests.append(TestResult.model_validate({**test, **finished[test["name"]]}))
-            continue
-        # Only the test that was running when the clock ran out timed out; the rest never ran.
-        tests.append(
-            TestResult.model_validate({**test, "points": 0, "outcome": "not_run" if blamed else "timeout"})
-        )
-        blamed = True
-    return tests, done
-
-
-def _limit_error(box, *, oom: bool, pids_hit: bool, evidence: set[str]) -> GradeError | None:
-    # Processes first: a fork bomb often runs out of memory too, but the processes are the cause.
-    if pids_hit or "pids" in evidence:
-        message = f"your code started too many processes or threads (limit {box.pids})"
-        return GradeError(kind="student", code="pids", message=message)
-    if oom:
-        message = f"your code used more than {box.memory_mb} MiB of memory (the limit)"
-        return GradeError(kind="student", code="memory", message=message)
-    if "disk" in evidence:
-        message = f"your code wrote more than {box.disk_mb} MiB to disk (the limit)"
-        return GradeError(kind="student", code="disk", message=message)
-    return None
 
 
 def _fork_refusals(api, container_id: str) -> int:
@@ -512,8 +435,8 @@ def grade(
             )
         # Only S's memory is the student's fault; H running out means the tests need a bigger limit.
         oom = any(api.inspect_container(student_id)["State"].get("OOMKilled") for student_id in students)
-        tests_exit = _exit_description(api.inspect_container(tests_id)["State"])
-        return _result(
+        tests_exit = sandbox_result.exit_description(api.inspect_container(tests_id)["State"])
+        return sandbox_result.result(
             box,
             tests_out,
             student_out,
@@ -531,122 +454,3 @@ def grade(
         for sink in sinks:
             sink.close()
         client.close()
-
-
-def _result(
-    box,
-    tests_out: _Stream,
-    student_out: _Stream,
-    *,
-    timed_out: bool,
-    oom: bool,
-    pids_hit: bool,
-    tests_exit: str,
-    duration_s: float,
-) -> GradeResult:
-    output = bytes(student_out.data).decode("utf-8", "replace")
-    events = _events(bytes(tests_out.data))
-    tests, done = _tests(events, timed_out=timed_out)
-    messages = "\n".join(test.message for test in tests or []).encode()
-    evidence = student_out.evidence | {code for code, pattern in EVIDENCE.items() if pattern.search(messages)}
-    error = _limit_error(box, oom=oom, pids_hit=pids_hit, evidence=evidence)
-    if error is None and timed_out:
-        error = _timed_out(box)
-    if error is None and done and done.get("error"):
-        error = GradeError.model_validate({"kind": "student", "code": "harness", **done["error"]})
-        if error.code == "timeout":  # the harness's deadline is a little shorter: say the student's limit
-            error = error.model_copy(update={"message": _timed_out(box).message})
-        if error.kind == "infrastructure":  # e.g. the assignment's tests do not collect
-            raise SandboxUnavailable(error.code, f"the test harness failed: {error.message}")
-    if error is None and (failed := next((b for k, b in events if k == "import" and not b.get("ok")), None)):
-        message = str(failed.get("message", ""))
-        code = "syntax" if message.startswith("syntax error") else "import"
-        error = GradeError(kind="student", code=code, message=message)
-        if message.startswith("timed out"):  # the import itself ran out of time
-            error = _timed_out(box)
-    if error is None and any(
-        test.outcome == "timeout" and test.message.startswith(WHOLE_RUN) for test in tests or []
-    ):
-        error = _timed_out(box)
-    if error is None and (done is None or tests is None):
-        tail = bytes(tests_out.data[-2000:] + tests_out.stderr_tail).decode("utf-8", "replace")
-        raise SandboxUnavailable(
-            "harness", f"the test harness exited without a result ({tests_exit}); its output ends: {tail}"
-        )
-    if student_out.truncated:
-        note = f"output truncated at {student_out.limit // 1024} KiB"
-        if error is None:
-            error = GradeError(kind="student", code="output", message=note)
-        else:
-            error = error.model_copy(update={"message": f"{error.message}; {note}"})
-    return GradeResult(
-        # No tests listed: the clock or a limit stopped the harness before it even collected them.
-        status="error" if tests is None else "graded",
-        score=exact_sum(test.points for test in tests or []),
-        max_score=None if tests is None else exact_sum(test.max_points for test in tests),
-        tests=tests or [],
-        error=error,
-        output=output,
-        output_truncated=student_out.truncated,
-        flags=_flags(done, oom=oom),
-        cell_errors=[
-            CellError(cell=body["cell"], message=body["message"]) for kind, body in events if kind == "cell"
-        ],
-        duration_s=duration_s,
-    )
-
-
-def _timed_out(box) -> GradeError:
-    """The wall-clock limit, in the assignment's own figure (the harness stops a little earlier)."""
-    return GradeError(kind="student", code="timeout", message=f"timed out after {box.timeout_s} s")
-
-
-def _flags(done: dict | None, *, oom: bool) -> list[str]:
-    flags = [str(flag) for flag in (done or {}).get("flags") or []]
-    # Running out of memory also ends S's process; error.code "memory" already says so, and it is no sign
-    # of tampering.
-    return [flag for flag in flags if not (oom and flag.startswith(ENDED_PREFIX))]
-
-
-def _exit_description(state: dict) -> str:
-    if state.get("OOMKilled"):
-        return "it ran out of memory: raise memory_mb or make the tests lighter"
-    return f"exit status {state.get('ExitCode')}"
-
-
-def _kill(api, container_id: str) -> None:
-    try:
-        api.kill(container_id)
-    except docker.errors.APIError:
-        pass  # already stopped
-
-
-def _remove(api, container_id: str) -> None:
-    try:
-        api.remove_container(container_id, force=True)
-    except docker.errors.NotFound:
-        pass
-    except (docker.errors.APIError, requests.RequestException):
-        pass  # left for remove_orphans, which finds it by its label
-
-
-def remove_orphans(
-    *, settings: Settings, older_than_s: float = 0, submission_ids: set[str] | None = None
-) -> int:
-    """Remove grader-labelled containers left behind by a dead worker; return how many went."""
-    client = _client(settings)
-    removed = 0
-    try:
-        for info in client.api.containers(all=True, filters={"label": "grader.submission"}):
-            if submission_ids is not None and info["Labels"].get("grader.submission") not in submission_ids:
-                continue
-            if time.time() - info["Created"] < older_than_s:
-                continue
-            try:
-                client.api.remove_container(info["Id"], force=True)
-                removed += 1
-            except docker.errors.NotFound:
-                pass
-    finally:
-        client.close()
-    return removed

@@ -5,7 +5,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from grader import images, sandbox
+from grader import engine, images, sandbox
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.sandbox import SandboxUnavailable
@@ -84,7 +84,7 @@ def test_without_requirements_the_base_image_is_chosen_without_asking_the_engine
     def no_engine(settings):
         raise AssertionError("the engine was asked")
 
-    monkeypatch.setattr(sandbox, "_client", no_engine)
+    monkeypatch.setattr(engine, "client", no_engine)
     assert images.for_assignment(make_assignment(tmp_path), settings=settings) == "grader-sandbox:cpu"
 
 
@@ -111,14 +111,14 @@ def test_with_requirements_the_derived_image_is_chosen(tmp_path, settings, monke
     assignment = make_assignment(tmp_path, requirements="six==1.17.0\n")
     tag = images.derived_tag("grader-sandbox:cpu", BASE_ID, b"six==1.17.0\n")
     client = FakeClient({"grader-sandbox:cpu": BASE_ID, tag: "sha256:" + "01" * 32})
-    monkeypatch.setattr(sandbox, "_client", lambda settings: client)
+    monkeypatch.setattr(engine, "client", lambda settings: client)
     assert images.for_assignment(assignment, settings=settings) == tag
     assert client.closed
 
 
 def test_a_missing_derived_image_is_our_problem_and_says_how_to_build_it(tmp_path, settings, monkeypatch):
     assignment = make_assignment(tmp_path, requirements="six==1.17.0\n")
-    monkeypatch.setattr(sandbox, "_client", lambda settings: FakeClient({"grader-sandbox:cpu": BASE_ID}))
+    monkeypatch.setattr(engine, "client", lambda settings: FakeClient({"grader-sandbox:cpu": BASE_ID}))
     with pytest.raises(SandboxUnavailable) as caught:
         images.for_assignment(assignment, settings=settings)
     tag = images.derived_tag("grader-sandbox:cpu", BASE_ID, b"six==1.17.0\n")
@@ -131,7 +131,7 @@ def test_a_missing_derived_image_is_our_problem_and_says_how_to_build_it(tmp_pat
 
 def test_a_missing_base_image_with_requirements_says_to_build_the_base(tmp_path, settings, monkeypatch):
     assignment = make_assignment(tmp_path, requirements="six==1.17.0\n")
-    monkeypatch.setattr(sandbox, "_client", lambda settings: FakeClient({}))
+    monkeypatch.setattr(engine, "client", lambda settings: FakeClient({}))
     with pytest.raises(SandboxUnavailable, match="build it with sandbox/build-offline.sh") as caught:
         images.for_assignment(assignment, settings=settings)
     assert caught.value.code == "image"
