@@ -1,5 +1,6 @@
-"""The life of a submission after its upload: every write of its status, lease and delivery columns,
-and attempt(), the one grading step that the Celery task and the embedded threads both call.
+"""The life of a submission after its insert (submissions.accept inserts it queued and marked sent):
+every change to its status, lease and delivery columns, and attempt(), the one grading step that the
+Celery task and the embedded threads both call.
 
     queued --claim--> running --finish--> graded | error
     running --retry_later (sandbox unavailable), take_back (lease expired)--> queued

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select
 
-from grader import dispatch, grading, sandbox
+from grader import dispatch, engine, grading
 from grader.config import Settings
 from grader.db import session_factory, utcnow
 from grader.models import Submission
@@ -27,7 +27,7 @@ def _remove_containers(settings: Settings, submission_ids: list[str]) -> None:
     if not submission_ids:
         return
     try:
-        removed = sandbox.remove_orphans(settings=settings, submission_ids=set(submission_ids))
+        removed = engine.remove_orphans(settings=settings, submission_ids=set(submission_ids))
         if removed:
             log.warning("removed %d container(s) left behind by stopped workers", removed)
     except Exception as exc:  # no engine here (an API-only host) or it is down: try again next sweep

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, update
 
-from grader import auth, dispatch, grading, sandbox, storage, submissions, sweeper
+from grader import auth, dispatch, engine, grading, sandbox, storage, submissions, sweeper
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.db import session_factory
@@ -173,7 +173,7 @@ def test_an_expired_lease_is_taken_back_by_the_sweep_and_the_old_holder_cannot_s
 ):
     removed: list[set[str]] = []
     monkeypatch.setattr(
-        sandbox, "remove_orphans", lambda *, settings, submission_ids: removed.append(submission_ids)
+        engine, "remove_orphans", lambda *, settings, submission_ids: removed.append(submission_ids)
     )
     sub = upload(session, settings)
     grading.claim(session=session, submission_id=sub.id, worker="dead", settings=settings)
@@ -231,7 +231,7 @@ def test_a_sandbox_failure_is_retried_with_backoff_then_stored_as_ours(session, 
 
 
 def test_an_upload_no_grader_took_is_sent_by_the_sweeper(session, settings, monkeypatch):
-    monkeypatch.setattr(sandbox, "remove_orphans", lambda **_: 0)
+    monkeypatch.setattr(engine, "remove_orphans", lambda **_: 0)
     monkeypatch.setattr(dispatch, "send", lambda **_: False)  # the broker is down
     sub = upload(session, settings)
     assert row(session, sub.id).enqueued_at is None  # marked unsent: the sweeper's to send
