@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,17 +15,7 @@ from grader.deps import get_session
 from grader.main import app
 from grader.models import Extension, Submission, User, Worker
 from grader.results import GradeError, GradeResult, TestResult
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
-
-
-PASSES = zip_of({"submission.py": "def add(a, b):\n    return a + b\n"})
+from tests.fixtures.services import PASSES, zip_of
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ the sweeper. The sandbox is replaced by a function; the rows are committed (grad
 sessions), and the tables are emptied after each test.
 """
 
-import io
 import tarfile
-import zipfile
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -19,15 +17,7 @@ from grader.config import Settings
 from grader.db import session_factory
 from grader.models import Submission, Worker
 from grader.results import GradeResult, TestResult
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
-
+from tests.fixtures.services import zip_of
 
 PASSES = zip_of({"submission.py": "def add(a, b):\n    return a + b\n", "data/notes.txt": "hello"})
 FULL_MARKS = GradeResult(

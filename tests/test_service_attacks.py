@@ -10,7 +10,6 @@ import io
 import json
 import subprocess
 import threading
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -23,17 +22,8 @@ from grader.config import get_settings
 from grader.db import session_factory
 from grader.main import app
 from grader.models import ApiToken, Submission, User
+from tests.fixtures.services import PASSES
 
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
-
-
-PASSES = zip_of({"submission.py": "def add(a, b):\n    return a + b\n"})
 NOTEBOOK = json.dumps(
     {
         "cells": [

@@ -4,8 +4,6 @@ The API's tests (tests/test_api.py) check the same rules through the routes; the
 the routes and pages call, at the boundaries (the cutoff itself, the last allowed upload).
 """
 
-import io
-import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,21 +13,11 @@ from grader import accounts, auth, catalog, extensions, storage, submissions
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.models import Submission, User, Worker
+from tests.fixtures.services import PASSES, zip_of
 
 MICROSECOND = timedelta(microseconds=1)
 DUE = datetime(2030, 1, 1, tzinfo=UTC)
 CUTOFF = datetime(2030, 1, 2, tzinfo=UTC)
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
-
-
-PASSES = zip_of({"submission.py": "def add(a, b):\n    return a + b\n"})
 
 
 @pytest.fixture
