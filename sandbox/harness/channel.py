@@ -11,9 +11,8 @@ import pickle
 import socket
 import sys
 import time
-import types
 
-from . import mirror, protocol
+from . import mirror, protocol, rng
 from .errors import (
     EXITS,
     Cells,
@@ -26,7 +25,8 @@ from .errors import (
     describe,
     exception_class,
 )
-from .proxy import Handle, Missing, ModuleProxy, live_id
+from .pickling import Pickler
+from .proxy import Handle, Missing
 
 CRASHED = "your code's process ended during this test (it called os._exit, was killed, or ran out of memory)"
 TAMPERING = "tampering: malformed reply from the submission process"
@@ -71,7 +71,7 @@ class Channel:
         self.generation = 0
         self.handles: dict[int, object] = {}
         self.mirrors = mirror.Mirrors()
-        self.rng = mirror.Rng()  # the global random generators, shared with S
+        self.rng = rng.Rng()  # the global random generators, shared with S
         self.released: list[int] = []  # recorded calls S may forget
         self.remote_objects: dict[int, object] = {}  # the tests' objects passed to the student's code
         self.remote_ids: dict[int, int] = {}
@@ -97,7 +97,7 @@ class Channel:
         if self.sock is not None:
             self.sock.close()
         self.generation += 1
-        self.handles, self.mirrors, self.released, self.rng = {}, mirror.Mirrors(), [], mirror.Rng()
+        self.handles, self.mirrors, self.released, self.rng = {}, mirror.Mirrors(), [], rng.Rng()
         self.remote_objects, self.remote_ids = {}, {}
         self.stopped = None
         announce(self.generation)
@@ -193,14 +193,14 @@ class Channel:
         torch = sys.modules.get("torch")
         if self.mirrors.tensors:
             message["sync"] = self.mirrors.dirty()
-        if rng := self.rng.changed():
-            message["rng"] = rng
+        if states := self.rng.changed():
+            message["rng"] = states
         if self.released:
             message["release"], self.released = self.released, []
         if graph and torch is not None:
             message["grad"] = torch.is_grad_enabled()
         buffer = io.BytesIO()
-        pickler = _Pickler(buffer, self)
+        pickler = Pickler(buffer, self)
         pickler.dump(message)
         frames = [buffer.getbuffer()]
         self._inputs, self._record = pickler.inputs, None
@@ -276,21 +276,21 @@ class Channel:
             self._inputs, self._record = saved
         if self.mirrors.tensors:
             reply["sync"] = self.mirrors.dirty()
-        if rng := self.rng.changed():
-            reply["rng"] = rng
+        if states := self.rng.changed():
+            reply["rng"] = states
         buffer = io.BytesIO()
         try:
-            _Pickler(buffer, self).dump(reply)
+            Pickler(buffer, self).dump(reply)
         except Exception as exc:  # noqa: BLE001 - a value that cannot reach S: the student's code gets why
             error = f"the tests' value cannot be passed to your code: {exc}"[:2000]
             buffer = io.BytesIO()
-            _Pickler(buffer, self).dump({"op": "callback-reply", "error": ["TypeError", "TypeError", error]})
+            Pickler(buffer, self).dump({"op": "callback-reply", "error": ["TypeError", "TypeError", error]})
         self._send([buffer.getbuffer()])
 
     def _changed(self, body: dict, decoder: protocol.Decoder) -> None:
         if "rng" in body:
             try:
-                self.rng.apply(mirror.check_rng(decoder.decode(body["rng"])))
+                self.rng.apply(rng.check_rng(decoder.decode(body["rng"])))
             except ValueError as exc:
                 raise protocol.ProtocolViolation(str(exc)) from None
         changed = body.get("changed", [])
@@ -437,96 +437,6 @@ class Channel:
         object.__setattr__(handle, "_id", ident)
         object.__setattr__(handle, "_generation", self.generation)
         self.handles[ident] = handle
-
-
-_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
-_PLAIN = frozenset(
-    {int, float, complex, bool, str, bytes, bytearray, type(None), list, tuple, dict, set, frozenset}
-)
-
-
-class _Pickler(pickle.Pickler):
-    """Pickles a request: the student's objects and mirrored tensors go as references, the tests' own
-    tensors as detached copies with their requires_grad (arguments are numbered in `inputs`)."""
-
-    def __init__(self, file, channel: Channel):
-        super().__init__(file, protocol=5)
-        self.channel = channel
-        self.inputs: list = []
-        self.grads: list[bool] = []
-        self.index: dict[int, int] = {}
-        self.copies: set[int] = set()
-        self.keep: list = []
-        self.local_types: dict[object, bool] = {}
-        torch = sys.modules.get("torch")
-        self.torch, self.grad = torch, torch is not None and torch.is_grad_enabled()
-
-    def _local(self, obj) -> bool:
-        """Whether obj is defined by the tests (or inside a function): S cannot import its definition."""
-        if isinstance(obj, Handle | ModuleProxy | Missing | types.ModuleType):
-            return False
-        if isinstance(obj, types.MethodType):
-            return self._local(obj.__self__) or self._local(obj.__func__)
-        target = obj if isinstance(obj, types.FunctionType | type) else type(obj)
-        known = self.local_types.get(target)
-        if known is None:
-            qualname = getattr(target, "__qualname__", "")
-            module = sys.modules.get(getattr(target, "__module__", None) or "")
-            path = getattr(module, "__file__", None) or ""
-            known = (
-                "<locals>" in qualname
-                or "<lambda>" in qualname
-                or module is None
-                or module.__name__ == "__main__"
-                or os.path.abspath(path).startswith(self.channel.root + os.sep)
-            )
-            self.local_types[target] = known
-        return known
-
-    def reducer_override(self, obj):
-        # A generator (net.parameters()) or a dict view cannot be pickled; the student's code gets an
-        # iterator over, or a list of, the same items, which it can use the same way.
-        if isinstance(obj, types.GeneratorType):
-            return iter, (list(obj),)
-        if type(obj) in _VIEWS:
-            return list, (list(obj),)
-        return NotImplemented
-
-    def persistent_id(self, obj):
-        if isinstance(obj, Handle):
-            return ("handle", live_id(obj))
-        if isinstance(obj, ModuleProxy):
-            return ("handle", live_id(obj.__dict__["_grader_handle"]))
-        if isinstance(obj, Missing):
-            obj()
-        if type(obj) in _PLAIN:
-            return None
-        torch = self.torch
-        if torch is None or not isinstance(obj, torch.Tensor) or id(obj) in self.copies:
-            if torch is not None and isinstance(obj, mirror.module_class()):
-                channel, ident = obj._grader_live()
-                return ("handle", ident)
-            if id(obj) not in self.copies and self._local(obj):
-                # The test's own function, class or object (a lambda, a loss function, an environment):
-                # S could not unpickle it, so the student's code gets a stand-in that calls back here.
-                return ("remote", self.channel.remote_id(obj))
-            return None
-        tid = self.channel.mirrors.tids.get(id(obj))
-        if tid is not None:
-            return ("tensor", tid)
-        if isinstance(obj, torch.nn.Parameter):
-            return None  # the tests' own parameters (of their own modules) go by value
-        index = self.index.get(id(obj))
-        if index is None:
-            index = self.index[id(obj)] = len(self.inputs)
-            self.inputs.append(obj)
-            self.grads.append(bool(self.grad and obj.requires_grad))
-        copy = mirror.portable(obj)
-        grad = mirror.portable(obj.grad) if obj.is_leaf and obj.grad is not None else None
-        for made in (copy, grad):
-            self.copies.add(id(made if not isinstance(made, tuple) else made[1]))
-            self.keep.append(made)  # so that no other object takes its id while pickling
-        return ("input", index, copy, bool(obj.requires_grad), self.grads[index], grad)
 
 
 def _copy_back(arrays: list, mutated, decoder: protocol.Decoder) -> bool:

@@ -36,7 +36,8 @@ class Server:
     """Answers requests from the tests side on the one connection."""
 
     def __init__(self, conn: socket.socket, work: str, config: dict):
-        from _grader_harness.mirror import Rng, Tensors
+        from _grader_harness.mirror import Tensors
+        from _grader_harness.rng import Rng
 
         self.conn, self.work = conn, work
         self.objects: dict[int, object] = {}  # handle id -> the object, kept alive for the tests
@@ -277,8 +278,8 @@ class Server:
             changed = self.tensors.changed(self.refer, buffers)
             if changed:
                 body["changed"] = changed
-            if rng := self.rng.changed():
-                body["rng"] = protocol.encode(rng, buffers, self.refer)
+            if states := self.rng.changed():
+                body["rng"] = protocol.encode(states, buffers, self.refer)
             head = protocol.header(body)
             size = len(head) + sum(memoryview(b).nbytes for b in buffers)
             if size > self.max_bytes - 2**20:
