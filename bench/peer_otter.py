@@ -1,4 +1,4 @@
-"""6. A peer: `grader grade` against Otter-Grader 7.0.0's `otter run` on the same torch notebook and tests.
+"""7. A peer: `grader grade` against Otter-Grader 7.0.0's `otter run` on the same torch notebook and tests.
 
     .venv/bin/python bench/peer_otter.py [--quick] [--runs N] [--assignment assignments/hw4-attention]
 
@@ -328,7 +328,7 @@ def main(argv=None) -> Report:
     starter = next((assignment / "starter").glob("*.ipynb"), None)
 
     report = Report(
-        f"6. Peer: grader grade / otter run {OTTER_VERSION}, {assignment.name} {notebook.name}, {runs} runs"
+        f"7. Peer: grader grade / otter run {OTTER_VERSION}, {assignment.name} {notebook.name}, {runs} runs"
     )
     otter_bin = otter_venv(args.venv)
     work = Path(tempfile.mkdtemp(prefix="bench-otter-"))
