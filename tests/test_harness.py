@@ -957,3 +957,42 @@ def test_the_tests_seed_and_the_students_draws_are_one_stream(tmp_path):
     failed = {name: t["message"] for name, t in run.tests.items() if t["outcome"] != "passed"}
     assert failed == {}, run.stderr[-2000:]
     assert len(run.tests) == 2
+
+
+def test_a_random_state_no_generator_takes_is_tampering_not_our_error(tmp_path):
+    # S's replies carry its generators' states; one that torch refuses (its own RuntimeError) must be a
+    # malformed reply, the student's, even while the tests are being collected.
+    submission = """
+import sys, torch
+Server = sys.modules["_grader_harness.student_side"].Server
+_send = Server.send
+def send(self, body):
+    if body.get("kind") == "value":
+        self.rng.last.clear()
+        import torch as t
+        t.manual_seed(0)
+        real = t.get_rng_state
+        t.get_rng_state = lambda: torch.zeros(3, dtype=torch.uint8)
+        try:
+            _send(self, body)
+        finally:
+            t.get_rng_state = real
+        return
+    _send(self, body)
+Server.send = send
+def add(a, b):
+    return a + b
+"""
+    tests = {
+        "test_a.py": """
+from submission import add
+def test_add():
+    assert add(1, 2) == 3
+def test_add_again():
+    assert add(2, 2) == 4
+"""
+    }
+    run = run_local(tmp_path, submission=submission, tests=tests)
+    assert run.events[-1]["error"] is None
+    assert run.events[-1]["flags"] == ["tampering: malformed reply from the submission process"]
+    assert {t["outcome"] for t in run.tests.values()} == {"error"}

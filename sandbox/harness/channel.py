@@ -291,7 +291,7 @@ class Channel:
         if "rng" in body:
             try:
                 self.rng.apply(rng.check_rng(decoder.decode(body["rng"])))
-            except ValueError as exc:
+            except (ValueError, TypeError, OverflowError, RuntimeError) as exc:  # a state no generator takes
                 raise protocol.ProtocolViolation(str(exc)) from None
         changed = body.get("changed", [])
         if type(changed) is not list:

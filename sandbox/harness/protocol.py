@@ -285,7 +285,16 @@ class Decoder:
             return method(node, depth + 1)
         except ProtocolViolation:
             raise
-        except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError) as exc:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            OverflowError,
+            IndexError,
+            AttributeError,
+            RuntimeError,
+        ) as exc:
+            # RuntimeError: torch's, when a mirrored tensor cannot take what S sent (a dtype, a shape).
             raise ProtocolViolation(f"a malformed {node['t']} ({type(exc).__name__}: {exc})") from None
 
     def _items(self, node, depth):
