@@ -996,3 +996,31 @@ def test_add_again():
     assert run.events[-1]["error"] is None
     assert run.events[-1]["flags"] == ["tampering: malformed reply from the submission process"]
     assert {t["outcome"] for t in run.tests.values()} == {"error"}
+
+
+def test_star_imports_take_the_students_public_names_or_its_all(tmp_path):
+    submission = {
+        "submission.py": "import numpy as np\ndef relu(x):\n    return np.maximum(x, 0)\n_hidden = 1\n",
+        "model.py": "__all__ = ['Net']\nclass Net:\n    def f(self):\n        return 1\n"
+        "class Other:\n    pass\n",
+    }
+    tests = {
+        "test_star.py": """
+from submission import *
+from model import *
+
+def test_star():
+    assert relu(-1.0) == 0.0
+    assert np.zeros(1).shape == (1,)
+
+def test_all_respected():
+    assert Net().f() == 1
+    assert "Other" not in globals()
+    assert "_hidden" not in globals()
+"""
+    }
+    run = run_local(tmp_path, submission=submission, tests=tests)
+    assert {n: t["outcome"] for n, t in run.tests.items()} == {
+        "test_star": "passed",
+        "test_all_respected": "passed",
+    }

@@ -131,6 +131,8 @@ class ModuleProxy(types.ModuleType):
         if name.startswith("__") and name.endswith("__") and name not in FORWARDED_DUNDERS:
             raise AttributeError(name)
         handle, channel = self.__dict__["_grader_handle"], self.__dict__["_grader_channel"]
+        if name == "__all__":
+            return self._grader_all(handle)
         try:
             try:
                 return getattr(handle, name)
@@ -148,6 +150,17 @@ class ModuleProxy(types.ModuleType):
                 COLLECTION.failed(f"cannot import name {name!r} from {self.__name__!r}: {missing.reason()}")
                 return missing
             raise
+
+    def _grader_all(self, handle: Handle) -> list[str]:
+        """The names `from submission import *` takes: the module's __all__, else its public names, as
+        Python would read them from the module's own namespace."""
+        try:
+            names = handle.__all__
+        except AttributeError:
+            names = handle._request("names")
+        if type(names) not in (list, tuple) or not all(type(n) is str and n.isidentifier() for n in names):
+            raise TypeError(f"__all__ of the student's module {self.__name__} is not a list of names")
+        return list(names)
 
     def __repr__(self) -> str:
         return f"<student's module {self.__name__!r}>"

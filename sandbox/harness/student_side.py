@@ -181,6 +181,10 @@ class Server:
             value = iter(target)
         elif op == "next":
             value = next(target)
+        elif op == "names":  # what `from module import *` takes when the module has no __all__
+            value = [
+                name for name in list(vars(target)) if isinstance(name, str) and not name.startswith("_")
+            ]
         elif op == "seed":
             value = _seed(message["seed"])
         else:
