@@ -3,7 +3,8 @@
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +36,14 @@ class LatePolicy(_Strict):
     max_penalty_percent: float = Field(default=100, ge=0, le=100)
     # Uploads are refused after this instant; None means they are always accepted.
     cutoff: AwareDatetime | None = None
+    # Whether the course's late days (CourseConfig.late_days) may be spent on this assignment.
+    late_days: bool = True
+
+
+class LateDays(_Strict):
+    """A budget of late days per student, shared by the assignments (grader.late_days spends them)."""
+
+    budget: int = Field(default=0, ge=0, le=365, description="late days per student; 0: none")
 
 
 class SubmissionPolicy(_Strict):
@@ -61,6 +70,41 @@ class SandboxSpec(_Strict):
     image: str | None = None
 
 
+class RubricItem(_Strict):
+    """One line of a question's rubric: what the grader ticks, and its points (negative: a deduction)."""
+
+    description: str = Field(min_length=1)
+    points: float
+
+
+class Question(_Strict):
+    """A manually graded question (grader's rubric workflow): its points and rubric items."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="a stable key, like `method`")
+    title: str = ""
+    points: float = Field(gt=0)
+    rubric: list[RubricItem] = []
+
+    @model_validator(mode="after")
+    def _fits(self) -> "Question":
+        if sum(item.points for item in self.rubric if item.points > 0) > self.points:
+            raise ValueError(
+                f"question {self.name!r}: its rubric's positive items add up to more than its points"
+            )
+        return self
+
+
+class TeamSizes(_Strict):
+    min_size: int = Field(default=2, ge=1, le=20)
+    max_size: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TeamSizes":
+        if self.max_size < self.min_size:
+            raise ValueError("teams.max_size is below teams.min_size")
+        return self
+
+
 class CourseConfig(_Strict):
     code: str
     title: str
@@ -68,7 +112,11 @@ class CourseConfig(_Strict):
     timezone: str = "UTC"
     assignments_share: float = Field(default=45, gt=0, le=100, description="percent of the final grade")
     late: LatePolicy = LatePolicy()
+    late_days: LateDays = LateDays()
     submissions: SubmissionPolicy = SubmissionPolicy()
+    teams: TeamSizes = TeamSizes()
+    # The Monday of the term's first week: `grader course shift` moves every date by its change.
+    week1: date | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -84,11 +132,17 @@ class CourseConfig(_Strict):
 
 class AssignmentConfig(_Strict):
     title: str
+    # "project": a team's milestone (grader.teams): one upload counts for the team; tests/ are optional
+    # (an automatic check that the code runs), the grade comes from [[questions]].
+    kind: Literal["homework", "project"] = "homework"
     released: AwareDatetime
     due: AwareDatetime
     weight: float = Field(gt=0)
-    formats: list[Literal["ipynb", "zip"]] = Field(default=["ipynb", "zip"], min_length=1)
+    formats: list[Literal["ipynb", "zip", "pdf"]] = Field(default=["ipynb", "zip"], min_length=1)
+    # The largest upload accepted for this assignment, at most the service's GRADER_MAX_UPLOAD_BYTES.
+    max_upload_mb: float | None = Field(default=None, gt=0)
     required_files: list[str] = []
+    questions: list[Question] = []
     late: LatePolicy | None = None
     submissions: SubmissionPolicy | None = None
     feedback: FeedbackPolicy = FeedbackPolicy()
@@ -100,6 +154,11 @@ class AssignmentConfig(_Strict):
             raise ValueError("due is before released")
         if self.late and self.late.cutoff and self.late.cutoff < self.due:
             raise ValueError("late.cutoff is before due")
+        if "pdf" in self.formats and self.kind != "project":
+            raise ValueError('pdf uploads are for kind = "project" (a homework\'s tests cannot read a PDF)')
+        names = [q.name for q in self.questions]
+        if len(set(names)) != len(names):
+            raise ValueError("two questions have the same name")
         return self
 
     @field_validator("required_files")
@@ -109,6 +168,18 @@ class AssignmentConfig(_Strict):
             if name.startswith("/") or ".." in Path(name).parts:
                 raise ValueError(f"{name!r} must be a relative path inside the submission")
         return names
+
+
+def merged_late(course: LatePolicy, assignment: LatePolicy | None) -> LatePolicy:
+    """The course's late policy with the keys the assignment's [late] table sets on top, key by key.
+
+    An assignment that sets only its cutoff keeps the course's penalty: replacing the table as a whole
+    would silently drop it (issue 17).
+    """
+    if assignment is None:
+        return course
+    own = assignment.model_dump(include=assignment.model_fields_set)
+    return LatePolicy.model_validate(course.model_dump(include=course.model_fields_set) | own)
 
 
 @dataclass(frozen=True)
@@ -144,9 +215,19 @@ class Assignment:
     def due(self) -> datetime:
         return self.config.due
 
-    @property
+    @cached_property
     def late(self) -> LatePolicy:
-        return self.config.late or self.course.late
+        """The effective late policy: the course's, with each key the assignment's [late] sets on top."""
+        return merged_late(self.course.late, self.config.late)
+
+    def late_sources(self) -> dict[str, str]:
+        """Where each key of the effective late policy comes from: "assignment", "course" or "default"."""
+        own = self.config.late.model_fields_set if self.config.late else set()
+        course = self.course.late.model_fields_set
+        return {
+            key: "assignment" if key in own else "course" if key in course else "default"
+            for key in LatePolicy.model_fields
+        }
 
     @property
     def submissions(self) -> SubmissionPolicy:
@@ -155,6 +236,16 @@ class Assignment:
     @property
     def sandbox(self) -> SandboxSpec:
         return self.config.sandbox
+
+    @property
+    def is_team(self) -> bool:
+        """One upload counts for the student's whole team."""
+        return self.config.kind == "project"
+
+    @property
+    def autograded(self) -> bool:
+        """Whether uploads go to the sandbox: always for homeworks; for a project, when it has tests/."""
+        return self.config.kind == "homework" or any(self.tests_dir.rglob("test_*.py"))
 
     @property
     def tests_dir(self) -> Path:
@@ -268,16 +359,23 @@ def validate_folder(path: Path) -> list[Problem]:
         except ValidationError as exc:
             problems += _problems_from(exc, "assignment.toml")
     tests = path / "tests"
-    if not tests.is_dir() or not any(tests.rglob("test_*.py")):
+    has_tests = tests.is_dir() and any(tests.rglob("test_*.py"))
+    project = config is not None and config.kind == "project"
+    if not has_tests and not project:
         problems.append(Problem("tests/", "", "needs at least one test_*.py file"))
+    if project and not has_tests and not config.questions:
+        problems.append(
+            Problem("assignment.toml", "questions", "a project milestone without tests needs [[questions]]")
+        )
     for folder in ("tests", "public_tests"):
         for source in sorted((path / folder).rglob("*.py")) if (path / folder).is_dir() else []:
             try:
                 compile(source.read_bytes(), str(source), "exec")
             except SyntaxError as exc:
                 problems.append(Problem(str(source.relative_to(path)), f"line {exc.lineno}", exc.msg))
-    problems += _solution_problems(path / "solution", "solution")
-    problems += _solution_problems(path / "starter", "starter")
+    if has_tests or not project:  # a project's check needs a solution to check the check against
+        problems += _solution_problems(path / "solution", "solution")
+        problems += _solution_problems(path / "starter", "starter")
     problems += _data_problems(path / "data", config.sandbox if config else SandboxSpec())
     problems += _requirements_problems(path / "requirements.txt")
     return problems

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from grader.assignments import InvalidAssignment, Problem, load_assignment, submission_source, validate_folder
 from grader.cli_accounts import instructor_app, roster_app, token_app
+from grader.cli_course import accommodations_app, course_app, excusal_app, extension_app, teams_app
 from grader.config import get_settings
 from grader.results import GradeResult, ungraded
 
@@ -18,6 +19,11 @@ app.add_typer(assignments_app, name="assignments")
 app.add_typer(roster_app, name="roster")
 app.add_typer(instructor_app, name="instructor")
 app.add_typer(token_app, name="token")
+app.add_typer(course_app, name="course")
+app.add_typer(extension_app, name="extension")
+app.add_typer(excusal_app, name="excusal")
+app.add_typer(accommodations_app, name="accommodations")
+app.add_typer(teams_app, name="teams")
 
 console = Console(stderr=True)
 
@@ -131,12 +137,37 @@ def solution_warnings(assignment, result: GradeResult) -> list[str]:
     return [*warnings, *reference.reads_after_call(result, spoiled)]
 
 
+def print_late_policy(assignment) -> None:
+    """The late policy that applies, key by key, and whether the value is the assignment's or the course's."""
+    from grader.policies import effective_late_policy
+
+    lines = effective_late_policy(assignment)
+    width = max(len(line.key) for line in lines)
+    console.print(
+        "  late policy (the course's [late], with this assignment's keys on top):",
+        markup=False,
+        highlight=False,
+    )
+    for line in lines:
+        console.print(
+            f"    {line.key:<{width}} = {line.value}  ({line.source})", markup=False, highlight=False
+        )
+
+
 def check_folder(path: Path) -> list[str]:
     """Validate an assignment folder and grade its solution (full marks) and starter (not full marks)."""
     problems = validate_folder(path)
     if problems:
         return [str(p) for p in problems]
     assignment = load_assignment(path)
+    print_late_policy(assignment)
+    if not assignment.autograded:
+        questions = assignment.config.questions
+        points = sum(q.points for q in questions)
+        console.print(
+            f"  no automatic check: graded by hand, {len(questions)} question(s), {points:g} points"
+        )
+        return []
     if (problem := build_image(assignment)) is not None:
         return [problem]
     failures = []

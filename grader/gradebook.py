@@ -10,6 +10,16 @@ sensitively). Then map each assignment column to its grade item (maximum grade 1
 "Assignments (45)" to one manual item with maximum grade 45, and set the other columns to "Ignore".
 Moodle rejects the whole file if one row names no Moodle user. An excused assignment is an empty cell,
 which Moodle imports as "no grade".
+
+Late days (course.toml `[late_days] budget = N`): each student has N days for the whole course,
+spent automatically before any penalty. The assignments spend them in the order of their due dates
+(the course's, not a student's extended one; equal dates by slug), each taking, for its counted
+submission, the fewest days that remove the most penalty it can with what is left: a day is spent
+only where it raises the grade, so none go to an on-time, errored or zero-scored submission, nor to
+an assignment whose [late] sets `late_days = false`. A late day moves the student's due date by 24
+hours (grace then follows the last day spent); it never moves the cutoff. Which submission counts
+("best") is decided with the days it would use. The spending is greedy, not an optimum over all
+assignments: a student cannot save days for later by choice.
 """
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -29,15 +39,25 @@ from typing import Literal
 
 from grader import csv_export
 from grader.assignments import Assignment, CourseConfig
-from grader.policies import Deadline, ExtensionRow, deadline_for, dec, late_units, penalty_percent, utc
+from grader.policies import (
+    Deadline,
+    ExtensionRow,
+    days_late,
+    deadline_for,
+    dec,
+    late_units,
+    moved_by_late_days,
+    penalty_percent,
+    utc,
+)
 
 # Wide enough that sums of weighted percents are exact; fixed so a caller's context cannot change results.
 _EXACT = Context(prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero])
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 EXCUSED = "EX"
-EXTRA_COLUMNS = ("raw", "late", "penalty", "submission")
-Extra = Literal["raw", "late", "penalty", "submission"]
+EXTRA_COLUMNS = ("raw", "late", "late_days", "penalty", "submission")
+Extra = Literal["raw", "late", "late_days", "penalty", "submission"]
 
 
 @dataclass(frozen=True)
@@ -81,8 +101,9 @@ class Scored:
 
     submission: SubmissionRow
     raw: Decimal
-    late_units: int
-    penalty: Decimal
+    late_units: int  # how late, from the student's due date (extension included), before late days
+    penalty: Decimal  # after the late days spent
+    late_days: int = 0
 
     @property
     def final(self) -> Decimal:
@@ -109,6 +130,7 @@ class StudentGrades:
     cells: dict[str, Cell] = field(default_factory=dict)
     # Out of the assignments share; None when every assignment is excused.
     total: Decimal | None = None
+    late_days_used: int = 0
 
 
 def rounded(value: Decimal) -> Decimal:
@@ -116,34 +138,48 @@ def rounded(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def score(submission: SubmissionRow, deadline: Deadline) -> Scored:
-    """The submission's percent before and after the late penalty; zero unless graded with a score."""
+def score(submission: SubmissionRow, deadline: Deadline, late_days_left: int = 0) -> Scored:
+    """The submission's percent before and after the late penalty, with the fewest of the late days
+    left that remove the most penalty; zero unless graded with a score."""
+    at = submission.submitted_at
     with localcontext(_EXACT):
         graded = submission.status == "graded" and submission.score is not None and submission.max_score
         raw = dec(submission.score) * HUNDRED / dec(submission.max_score) if graded else Decimal(0)
+        spent, penalty = 0, penalty_percent(deadline, at)
+        if raw and penalty:
+            # Ascending, and only a strictly smaller penalty moves: the fewest days for the least penalty.
+            for days in range(1, min(days_late(deadline, at), late_days_left) + 1):
+                moved = penalty_percent(moved_by_late_days(deadline, days), at)
+                if moved < penalty:
+                    spent, penalty = days, moved
         return Scored(
             submission=submission,
             raw=raw,
-            late_units=late_units(deadline, submission.submitted_at),
-            penalty=penalty_percent(deadline, submission.submitted_at),
+            late_units=late_units(deadline, at),
+            penalty=penalty,
+            late_days=spent,
         )
 
 
 def counted_submission(
-    submissions: Iterable[SubmissionRow], deadline: Deadline, counts: Literal["best", "last"]
+    submissions: Iterable[SubmissionRow],
+    deadline: Deadline,
+    counts: Literal["best", "last"],
+    late_days_left: int = 0,
 ) -> Scored | None:
-    """The pinned submission, else the best (or last) graded one, else an errored one as zero, else None."""
+    """The pinned submission, else the best (or last) graded one, else an errored one as zero, else None;
+    each scored with the late days it would spend out of `late_days_left`."""
     # The cutoff only gates uploads; whatever was accepted is graded, so an extension can only help.
     ordered = sorted(submissions, key=lambda s: (s.submitted_at, s.id))
     pinned = [s for s in ordered if s.pinned]
     if pinned:
-        return score(pinned[-1], deadline)
-    graded = [score(s, deadline) for s in ordered if s.status == "graded"]
+        return score(pinned[-1], deadline, late_days_left)
+    graded = [score(s, deadline, late_days_left) for s in ordered if s.status == "graded"]
     if graded:
-        # max() keeps the first of equals, so a tie goes to the earlier submission.
+        # max() keeps the first of equals, so a tie goes to the earlier submission (fewer late days).
         return graded[-1] if counts == "last" else max(graded, key=lambda s: s.final)
     errors = [s for s in ordered if s.status == "error"]
-    return score(errors[-1], deadline) if errors else None
+    return score(errors[-1], deadline, late_days_left) if errors else None
 
 
 def assignments_total(
@@ -168,11 +204,16 @@ def student_grades(
     course: CourseConfig,
     extensions: Iterable[ExtensionRow] = (),
     excusals: Iterable[ExcusalRow] = (),
+    shared: Mapping[str, Sequence[SubmissionRow]] | None = None,
 ) -> Iterator[StudentGrades]:
     """Grades for every student on the roster, in roster order, also those who never submitted."""
     # `submissions` may be a stream of any length, but each student's must come together (ORDER BY
-    # user): only one student's submissions are held at a time.
+    # user): only one student's submissions are held at a time. `shared`: submissions that count for
+    # a student without being theirs (their team's, by student id), whatever their student_id says.
     slugs = {a.slug for a in assignments}
+    shared = shared or {}
+    budget = course.late_days.budget
+    spending_order = in_order(assignments)
     extension_of: dict[tuple[str, str], ExtensionRow] = {}
     for ext in extensions:
         key = (ext.student_id, ext.assignment)
@@ -182,19 +223,21 @@ def student_grades(
 
     def cells_for(student_id: str, rows: Iterable[SubmissionRow]) -> dict[str, Cell]:
         by_assignment: dict[str, list[SubmissionRow]] = {slug: [] for slug in slugs}
-        for row in rows:
+        for row in (*rows, *shared.get(student_id, ())):
             if row.assignment in slugs:
                 by_assignment[row.assignment].append(row)
-        cells = {}
-        for a in assignments:
+        cells, left = {}, budget
+        for a in spending_order:  # late days go to the earliest due first
             if (student_id, a.slug) in excused:
                 cells[a.slug] = Cell(excused=True)
                 continue
             deadline = deadline_for(a, extension_of.get((student_id, a.slug)))
-            cells[a.slug] = Cell(
-                counted=counted_submission(by_assignment[a.slug], deadline, a.submissions.counts)
+            chosen = counted_submission(
+                by_assignment[a.slug], deadline, a.submissions.counts, left if a.late.late_days else 0
             )
-        return cells
+            left -= chosen.late_days if chosen else 0
+            cells[a.slug] = Cell(counted=chosen)
+        return {a.slug: cells[a.slug] for a in assignments}
 
     # Per student only the counted submissions stay in memory, never the stream.
     done: dict[str, dict[str, Cell]] = {}
@@ -207,7 +250,8 @@ def student_grades(
     for student in roster:
         cells = done.get(student.student_id) or cells_for(student.student_id, ())
         total = assignments_total(cells, weights, course.assignments_share)
-        yield StudentGrades(student=student, cells=cells, total=total)
+        used = sum(cell.counted.late_days for cell in cells.values() if cell.counted and not cell.excused)
+        yield StudentGrades(student=student, cells=cells, total=total, late_days_used=used)
 
 
 # ---- CSV ------------------------------------------------------------------------------------------
@@ -227,6 +271,7 @@ def _extra_cells(cell: Cell, extra: Collection[str]) -> list[str]:
     values = {
         "raw": _fmt(counted.raw) if counted else "",
         "late": str(counted.late_units) if counted else "",
+        "late_days": str(counted.late_days) if counted else "",
         "penalty": _fmt(counted.penalty) if counted else "",
         "submission": str(counted.submission.id) if counted else "",
     }
@@ -247,6 +292,7 @@ def gradebook_csv(
     headers = {
         "raw": "{} raw (%)",
         "late": "{} late ({}s)",
+        "late_days": "{} late days",
         "penalty": "{} penalty (%)",
         "submission": "{} submission",
     }
@@ -257,15 +303,36 @@ def gradebook_csv(
         if name in extra
     ]
 
+    budget = course.late_days.budget
+    # With late days, how many each student used: an instructor checks the spending against it.
+    days_header = [f"Late days used (of {budget})"] if budget else []
+
     def rows() -> Iterator[list[str]]:
         percent_header = [f"{a.slug} (%)" for a in assignments]
-        yield ["Student ID", "Name", "Email", *percent_header, total_header(course), *extra_header]
+        yield [
+            "Student ID",
+            "Name",
+            "Email",
+            *percent_header,
+            total_header(course),
+            *days_header,
+            *extra_header,
+        ]
         for g in grades:
             percents = [
                 EXCUSED if g.cells[a.slug].excused else _fmt(g.cells[a.slug].percent) for a in assignments
             ]
+            days = [str(g.late_days_used)] if budget else []
             extras = [value for a in assignments for value in _extra_cells(g.cells[a.slug], extra)]
-            yield [g.student.student_id, g.student.name, g.student.email, *percents, _fmt(g.total), *extras]
+            yield [
+                g.student.student_id,
+                g.student.name,
+                g.student.email,
+                *percents,
+                _fmt(g.total),
+                *days,
+                *extras,
+            ]
 
     return csv_export.lines(rows())
 
@@ -298,6 +365,7 @@ def per_test_csv(
     submissions: Iterable[SubmissionRow],
     extensions: Iterable[ExtensionRow] = (),
     excusals: Iterable[ExcusalRow] = (),
+    shared: Mapping[str, Sequence[SubmissionRow]] | None = None,
 ) -> Iterator[str]:
     """For one assignment: per student, the counted submission and 1/0 for each test it passed."""
     grades = list(
@@ -308,6 +376,7 @@ def per_test_csv(
             course=assignment.course,
             extensions=extensions,
             excusals=excusals,
+            shared=shared,
         )
     )
     # The tests are known only from the results; the union over counted submissions, in first-seen order.

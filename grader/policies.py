@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from grader.assignments import Assignment, LatePolicy, SubmissionPolicy
 
-UNITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+DAY = timedelta(days=1)
+UNITS = {"day": DAY, "hour": timedelta(hours=1)}
 HOUR = timedelta(hours=1)
 
 
@@ -63,6 +65,34 @@ def deadline_for(assignment: Assignment, extension: ExtensionRow | None = None) 
     return Deadline(due=due, cutoff=cutoff, policy=assignment.late)
 
 
+@dataclass(frozen=True)
+class PolicyLine:
+    key: str
+    value: str
+    source: str  # "assignment", "course" or "default"
+
+
+def effective_late_policy(assignment: Assignment) -> list[PolicyLine]:
+    """The late policy that applies to the assignment, key by key, with where each value comes from:
+    for `grader assignments check` and the instructor's assignment page."""
+    policy, sources = assignment.late, assignment.late_sources()
+    budget = assignment.course.late_days.budget
+    lines = []
+    for key, value in policy.model_dump().items():
+        if key == "cutoff" and value is not None:
+            text = value.astimezone(ZoneInfo(assignment.course.timezone)).isoformat()
+        elif key == "late_days":
+            text = (
+                f"{'yes' if value else 'no'} (the course gives {budget})"
+                if budget
+                else "no (none in the course)"
+            )
+        else:
+            text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        lines.append(PolicyLine(key, text, sources[key]))
+    return lines
+
+
 def released(assignment: Assignment, now: datetime) -> bool:
     """Whether students may see the assignment and upload to it: its `released` time has come."""
     return utc(assignment.config.released) <= utc(now)
@@ -75,6 +105,21 @@ def late_units(deadline: Deadline, submitted_at: datetime) -> int:
         return 0
     # Integer ceiling on timedeltas: exact to the microsecond, no float.
     return -(-late // UNITS[deadline.policy.unit])
+
+
+def days_late(deadline: Deadline, submitted_at: datetime) -> int:
+    """Started days (24 hours each) after the due date, whatever the policy's unit; 0 within grace.
+    The most late days a submission can use."""
+    late = utc(submitted_at) - deadline.due
+    if late <= timedelta(minutes=deadline.policy.grace_minutes):
+        return 0
+    return -(-late // DAY)
+
+
+def moved_by_late_days(deadline: Deadline, days: int) -> Deadline:
+    """The deadline with `days` late days spent: the due date `days` x 24 hours later, so the grace
+    period follows the last day spent. The cutoff stays: late days never reopen uploads."""
+    return Deadline(due=deadline.due + days * DAY, cutoff=deadline.cutoff, policy=deadline.policy)
 
 
 def penalty_percent(deadline: Deadline, submitted_at: datetime) -> Decimal:

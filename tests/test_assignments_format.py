@@ -55,7 +55,7 @@ title = "HW0"
 released = 2026-09-01T09:00:00-04:00
 due = 2026-09-15T23:59:00
 weight = -1
-formats = ["pdf"]
+formats = ["docx"]
 [sandbox]
 timeot_s = 60
 """

@@ -79,7 +79,11 @@ HW2 = make(
     weight=20,
     title="HW2: CNN",
     late=LatePolicy(
-        penalty_percent=5, unit="hour", max_penalty_percent=30, cutoff=at("2026-10-03T23:59:00-04:00")
+        grace_minutes=0,  # an assignment's [late] keys override the course's one by one
+        penalty_percent=5,
+        unit="hour",
+        max_penalty_percent=30,
+        cutoff=at("2026-10-03T23:59:00-04:00"),
     ),
 )
 # hw3 is due at the first 01:30 of the night New York falls back (01:30 EDT = 05:30 UTC); the last counts.
@@ -326,7 +330,7 @@ def test_rounding_applies_once_at_output():
 
 
 def test_one_second_either_side_of_the_deadline():
-    strict = make("a", at("2026-09-15T23:59:00-04:00"), late=LatePolicy(penalty_percent=10))
+    strict = make("a", at("2026-09-15T23:59:00-04:00"), late=LatePolicy(penalty_percent=10, grace_minutes=0))
     deadline = deadline_for(strict)
     assert penalty_percent(deadline, strict.due - SECOND) == 0
     assert penalty_percent(deadline, strict.due) == 0

@@ -1,6 +1,6 @@
 """The instructor's gradebook exports, streamed as CSV."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
@@ -32,7 +32,7 @@ def gradebook_csv(
     settings: SettingsDep,
     _: InstructorDep,
     assignments: AssignmentsDep,
-    extra: Annotated[list[Literal["raw", "late", "penalty", "submission"]], Query()] = [],  # noqa: B006
+    extra: Annotated[list[gradebook.Extra], Query()] = [],  # noqa: B006
 ) -> StreamingResponse:
     """One row per student on the roster: percent after penalty per assignment, then the total."""
     ordered = gradebook.in_order(assignments.values())
