@@ -1,7 +1,9 @@
-"""Deadlines per student: the stored extensions, read by one query, and the instructor's changes to them."""
+"""Deadlines per student: the stored extensions, read by one query, and the instructor's changes to them
+(extensions and excusals, one at a time; a CSV of many at once is grader.accommodations)."""
 
+import re
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -9,7 +11,11 @@ from sqlalchemy.orm import Session
 
 from grader import policies
 from grader.assignments import Assignment
-from grader.models import Extension, User
+from grader.models import Excusal, Extension, User
+
+# `+2d`, `+36h`: a due date given relative to the assignment's own.
+RELATIVE = re.compile(r"^\+\s*(\d{1,3})\s*([dh])$")
+MAX_REASON = 1000
 
 
 class BadExtension(Exception):
@@ -58,33 +64,103 @@ def parse_local(value: str, timezone: str) -> datetime:
     try:
         naive = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise BadExtension(f"{value!r} is not a date and time") from exc
+        raise BadExtension(f"{value!r} is not a date and time (2027-03-05T23:59, or +2d / +36h)") from exc
     if naive.tzinfo is not None:
         return naive
     return naive.replace(tzinfo=ZoneInfo(timezone))
+
+
+def parse_due(value: str, assignment: Assignment) -> datetime:
+    """A new due date: a date and time (in the course's zone unless it has an offset), or `+2d` / `+36h`
+    after the assignment's own due date."""
+    relative = RELATIVE.match(value.strip())
+    if relative:
+        amount, unit = int(relative[1]), relative[2]
+        return assignment.due + (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+    return parse_local(value, assignment.course.timezone)
+
+
+def checked(assignment: Assignment, due: str, cutoff: str = "") -> tuple[datetime, datetime | None]:
+    """The new due date and cutoff from the instructor's text; BadExtension says what is wrong."""
+    if not due.strip():
+        raise BadExtension("give the new due date")
+    new_due = parse_due(due, assignment)
+    new_cutoff = parse_due(cutoff, assignment) if cutoff.strip() else None
+    if new_due <= assignment.due:
+        raise BadExtension(f"the new due date is not after the assignment's ({assignment.due.isoformat()})")
+    if new_cutoff is not None and new_cutoff < new_due:
+        raise BadExtension("the cutoff is before the new due date")
+    return new_due, new_cutoff
+
+
+def put(
+    session: Session, *, user: User, slug: str, due: datetime, cutoff: datetime | None, reason: str
+) -> Extension:
+    """Set one student's extension in the session (no commit): for one grant or a batch of them."""
+    ext = find(session, user_id=user.id, slug=slug)
+    if ext is None:
+        ext = Extension(user_id=user.id, assignment=slug)
+        session.add(ext)
+    ext.due, ext.cutoff, ext.reason = due, cutoff, reason.strip()[:MAX_REASON]
+    session.flush()
+    return ext
 
 
 def grant(
     *, session: Session, user: User, assignment: Assignment, due: str, cutoff: str = "", reason: str = ""
 ) -> Extension:
     """Grant or change one student's due date (and optional cutoff) on one assignment, and commit."""
-    tz = assignment.course.timezone
-    new_due = parse_local(due, tz)
-    new_cutoff = parse_local(cutoff, tz) if cutoff.strip() else None
-    if new_cutoff is not None and new_cutoff < new_due:
-        raise BadExtension("the cutoff is before the new due date")
-    ext = find(session, user_id=user.id, slug=assignment.slug)
-    if ext is None:
-        ext = Extension(user_id=user.id, assignment=assignment.slug)
-        session.add(ext)
-    ext.due, ext.cutoff, ext.reason = new_due, new_cutoff, reason.strip()[:1000]
+    new_due, new_cutoff = checked(assignment, due, cutoff)
+    ext = put(session, user=user, slug=assignment.slug, due=new_due, cutoff=new_cutoff, reason=reason)
     session.commit()
     return ext
 
 
-def remove(*, session: Session, user: User, slug: str) -> None:
-    """Take back one student's extension on one assignment (none is fine), and commit."""
+def remove(*, session: Session, user: User, slug: str) -> bool:
+    """Take back one student's extension on one assignment, and commit; whether there was one."""
     ext = find(session, user_id=user.id, slug=slug)
     if ext is not None:
         session.delete(ext)
     session.commit()
+    return ext is not None
+
+
+# ---- excusals: the assignment is left out of the student's total -------------------------------------
+
+
+def excusals(
+    session: Session, *, user_id: int | None = None, slugs: Collection[str] | None = None
+) -> list[tuple[Excusal, str]]:
+    """The excusals of one student and/or some assignments (all when neither), with the student's login."""
+    query = select(Excusal, User.login).join(User, User.id == Excusal.user_id)
+    if user_id is not None:
+        query = query.where(Excusal.user_id == user_id)
+    if slugs is not None:
+        query = query.where(Excusal.assignment.in_(slugs))
+    return [(exc, login) for exc, login in session.execute(query.order_by(User.login, Excusal.assignment))]
+
+
+def put_excusal(session: Session, *, user: User, slug: str, reason: str) -> Excusal:
+    """Excuse one student from one assignment in the session (no commit)."""
+    found = excusals(session, user_id=user.id, slugs=[slug])
+    excusal = found[0][0] if found else Excusal(user_id=user.id, assignment=slug)
+    excusal.reason = reason.strip()[:MAX_REASON]
+    session.add(excusal)
+    session.flush()
+    return excusal
+
+
+def excuse(*, session: Session, user: User, slug: str, reason: str = "") -> Excusal:
+    """Excuse one student from one assignment (or change the reason), and commit."""
+    excusal = put_excusal(session, user=user, slug=slug, reason=reason)
+    session.commit()
+    return excusal
+
+
+def unexcuse(*, session: Session, user: User, slug: str) -> bool:
+    """Take back one student's excusal from one assignment, and commit; whether there was one."""
+    found = excusals(session, user_id=user.id, slugs=[slug])
+    for excusal, _ in found:
+        session.delete(excusal)
+    session.commit()
+    return bool(found)
