@@ -1,11 +1,12 @@
-"""The gradebook of the database: its rows read in four queries, whatever the roster's size (students,
-extensions, excusals, then one stream of submissions ordered by user), and streamed through the pure
-CSV writers of grader.gradebook.
+"""The gradebook of the database: its rows read in five queries, whatever the roster's size (students,
+extensions, excusals, the teams' uploads credited to each member, then one stream of the other
+submissions ordered by user), and streamed through the pure CSV writers of grader.gradebook.
 
 The route must keep the session open while the lines stream (FastAPI closes `yield` dependencies after
 the response since 0.118).
 """
 
+from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from grader.gradebook import (
     ExcusalRow,
     Extra,
     RosterEntry,
+    StudentGrades,
     SubmissionRow,
     TestRow,
     gradebook_csv,
@@ -24,33 +26,88 @@ from grader.gradebook import (
     per_test_csv,
     student_grades,
 )
-from grader.models import Excusal, Submission, User
+from grader.models import Excusal, Submission, TeamMember, User
 from grader.policies import ExtensionRow
 
 STREAM_BATCH = 1000
 
 
-def _roster(session: Session) -> list[RosterEntry]:
-    rows = session.execute(
-        select(User.login, User.name, User.email).where(User.role == "student").order_by(User.login)
-    )
-    return [RosterEntry(login, name, email) for login, name, email in rows]
+def _roster(session: Session, user_id: int | None = None) -> list[RosterEntry]:
+    query = select(User.login, User.name, User.email).where(User.role == "student")
+    if user_id is not None:
+        query = query.where(User.id == user_id)
+    return [
+        RosterEntry(login, name, email) for login, name, email in session.execute(query.order_by(User.login))
+    ]
 
 
-def _extensions(session: Session, slugs: list[str]) -> list[ExtensionRow]:
-    return [extensions.as_row(ext, login) for ext, login in extensions.stored(session, slugs=slugs)]
+def _extensions(session: Session, slugs: list[str], user_id: int | None = None) -> list[ExtensionRow]:
+    found = extensions.stored(session, slugs=slugs, user_id=user_id)
+    return [extensions.as_row(ext, login) for ext, login in found]
 
 
-def _excusals(session: Session, slugs: list[str]) -> list[ExcusalRow]:
-    rows = session.execute(
+def _excusals(session: Session, slugs: list[str], user_id: int | None = None) -> list[ExcusalRow]:
+    query = (
         select(User.login, Excusal.assignment)
         .join(User, Excusal.user_id == User.id)
         .where(Excusal.assignment.in_(slugs))
     )
-    return [ExcusalRow(*row) for row in rows]
+    if user_id is not None:
+        query = query.where(Excusal.user_id == user_id)
+    return [ExcusalRow(*row) for row in session.execute(query)]
 
 
-def _submissions(session: Session, slugs: list[str], *, with_tests: bool = False) -> Iterator[SubmissionRow]:
+def _row(row, student_id: str, with_tests: bool) -> SubmissionRow:
+    tests = ()
+    if with_tests:
+        tests = tuple(
+            TestRow(t["name"], t["outcome"] == "passed") for t in (row.result or {}).get("tests", [])
+        )
+    return SubmissionRow(
+        id=row.id,
+        student_id=student_id,
+        assignment=row.assignment,
+        submitted_at=row.submitted_at,
+        status=row.status,
+        score=row.score,
+        max_score=row.max_score,
+        pinned=row.pinned,
+        tests=tests,
+    )
+
+
+def _team_submissions(
+    session: Session, slugs: list[str], *, user_id: int | None = None, with_tests: bool = False
+) -> dict[str, list[SubmissionRow]]:
+    """The teams' uploads, credited to each current member of the team, by the member's student id."""
+    columns = [
+        User.login,
+        Submission.id,
+        Submission.assignment,
+        Submission.submitted_at,
+        Submission.status,
+        Submission.score,
+        Submission.max_score,
+        Submission.pinned,
+        *([Submission.result] if with_tests else []),
+    ]
+    query = (
+        select(*columns)
+        .join(TeamMember, TeamMember.team_id == Submission.team_id)
+        .join(User, User.id == TeamMember.user_id)
+        .where(Submission.assignment.in_(slugs), User.role == "student")
+    )
+    if user_id is not None:
+        query = query.where(TeamMember.user_id == user_id)
+    shared: dict[str, list[SubmissionRow]] = defaultdict(list)
+    for row in session.execute(query):
+        shared[row.login].append(_row(row, row.login, with_tests))
+    return shared
+
+
+def _submissions(
+    session: Session, slugs: list[str], *, with_tests: bool = False, user_id: int | None = None
+) -> Iterator[SubmissionRow]:
     columns = [
         User.login,
         Submission.id,
@@ -67,40 +124,38 @@ def _submissions(session: Session, slugs: list[str], *, with_tests: bool = False
     stmt = (
         select(*columns)
         .join(User, Submission.user_id == User.id)
-        .where(Submission.assignment.in_(slugs), User.role == "student")
+        # A team's uploads count for its members, not for whoever uploaded: _team_submissions.
+        .where(Submission.assignment.in_(slugs), User.role == "student", Submission.team_id.is_(None))
         # By user id, not login: what groups a student's rows is the order, whatever the collation.
         .order_by(Submission.user_id, Submission.submitted_at)
         .execution_options(yield_per=STREAM_BATCH)
     )
+    if user_id is not None:
+        stmt = stmt.where(Submission.user_id == user_id)
     for row in session.execute(stmt):
-        tests = ()
-        if with_tests:
-            tests = tuple(
-                TestRow(t["name"], t["outcome"] == "passed") for t in (row.result or {}).get("tests", [])
-            )
-        yield SubmissionRow(
-            id=row.id,
-            student_id=row.login,
-            assignment=row.assignment,
-            submitted_at=row.submitted_at,
-            status=row.status,
-            score=row.score,
-            max_score=row.max_score,
-            pinned=row.pinned,
-            tests=tests,
-        )
+        yield _row(row, row.login, with_tests)
 
 
-def _grades_from_db(session: Session, assignments: Sequence[Assignment], course: CourseConfig):
+def _grades_from_db(
+    session: Session, assignments: Sequence[Assignment], course: CourseConfig, user_id: int | None = None
+):
     slugs = [a.slug for a in assignments]
     return student_grades(
-        roster=_roster(session),
+        roster=_roster(session, user_id),
         assignments=assignments,
-        submissions=_submissions(session, slugs),
+        submissions=_submissions(session, slugs, user_id=user_id),
         course=course,
-        extensions=_extensions(session, slugs),
-        excusals=_excusals(session, slugs),
+        extensions=_extensions(session, slugs, user_id),
+        excusals=_excusals(session, slugs, user_id),
+        shared=_team_submissions(session, slugs, user_id=user_id),
     )
+
+
+def grades_of(
+    *, session: Session, assignments: Sequence[Assignment], course: CourseConfig, user: User
+) -> StudentGrades:
+    """One student's gradebook row, exactly as the CSV computes it (late days included)."""
+    return next(iter(_grades_from_db(session, assignments, course, user.id)))
 
 
 def export_csv(
@@ -132,4 +187,5 @@ def export_per_test_csv(*, session: Session, assignment: Assignment) -> Iterator
         submissions=_submissions(session, slugs, with_tests=True),
         extensions=_extensions(session, slugs),
         excusals=_excusals(session, slugs),
+        shared=_team_submissions(session, slugs, with_tests=True),
     )

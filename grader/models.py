@@ -12,7 +12,8 @@ from grader.db import Base, UTCDateTime, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
-STATUSES = ("queued", "running", "graded", "error")
+# "submitted": stored for manual grading only (a project milestone without an automatic check).
+STATUSES = ("queued", "running", "graded", "error", "submitted")
 
 
 class User(Base):
@@ -74,6 +75,8 @@ class Submission(Base):
     error_kind: Mapped[str | None] = mapped_column(String(16))  # student | infrastructure
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A team assignment's upload counts for the team (grader.teams): every current member sees it.
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"), index=True)
 
     # Delivery bookkeeping: when the task last reached the broker (None: it never did), and the lease
     # the grading worker holds and extends; the sweeper re-enqueues what these show as stuck.
@@ -110,6 +113,24 @@ class Excusal(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
     user: Mapped[User] = relationship(lazy="raise")
+
+
+class Team(Base):
+    """A project team (grader.teams): 2-3 students from the instructor's team CSV."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+
+    # The student is the key: one team at most per student.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
 
 
 class SmokeRun(Base):

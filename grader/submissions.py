@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from grader import dispatch, extensions, grading, policies, storage
+from grader import dispatch, extensions, grading, policies, storage, teams
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import lock_for_write, utcnow
@@ -22,7 +22,8 @@ class Refused(Exception):
     """The upload is not accepted and nothing was stored; `reason` says which rule refused it."""
 
     def __init__(self, reason: str, message: str, *, retry_after: int | None = None):
-        # reason: bad_format, bad_upload, not_released, closed, max_submissions, rate_limited
+        # reason: bad_format, bad_upload, too_large, not_released, closed, no_team, max_submissions,
+        # rate_limited
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
@@ -51,13 +52,19 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
         raise Refused(
             "closed", f"{assignment.slug} closed at {cutoff.isoformat()}; uploads are no longer accepted"
         )
+    team = teams.team_of(session, user_id=user_id) if assignment.is_team else None
+    if assignment.is_team and team is None:
+        raise Refused(
+            "no_team", f"{assignment.slug} is a team assignment and you are in no team: ask the instructor"
+        )
     policy = assignment.submissions
     if policy.max is None and policy.per_hour is None:
         return
-    # Submissions that failed on our side are never charged to the student.
+    # Submissions that failed on our side are never charged to the student; a team's are the team's.
+    whose = Submission.team_id == team.id if team is not None else Submission.user_id == user_id
     charged = session.scalars(
         select(Submission.submitted_at).where(
-            Submission.user_id == user_id,
+            whose,
             Submission.assignment == assignment.slug,
             or_(Submission.error_kind.is_(None), Submission.error_kind != "infrastructure"),
         )
@@ -107,8 +114,16 @@ def accept(
         now = utcnow()
         if not by_instructor:
             check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
+        team = teams.team_of(session, user_id=student.id) if assignment.is_team else None
+        # An instructor's upload for a student in no team is refused; their own (a smoke run) is not.
+        if assignment.is_team and team is None and not student.is_instructor:
+            raise Refused(
+                "no_team", f"{assignment.slug} is a team assignment and {student.login} is in no team"
+            )
         # Before the commit: a committed row always has its file (and grading its unpacked form).
         digest = storage.store(settings, data, unpacked, assignment)
+        # Without an automatic check, the upload waits for manual grading: nothing to send.
+        graded_here = assignment.autograded
         submission = Submission(
             user_id=student.id,
             assignment=assignment.slug,
@@ -117,14 +132,17 @@ def accept(
             filename=stored_filename(filename),
             format=unpacked.kind,
             queue="gpu" if assignment.sandbox.gpu else "cpu",
-            status="queued",
-            enqueued_at=now,  # sent just below; unset again if no grader takes it
+            status="queued" if graded_here else "submitted",
+            enqueued_at=now if graded_here else None,  # sent just below; unset again if no grader takes it
+            team_id=team.id if team else None,
         )
         session.add(submission)
         session.commit()
     except BaseException:
         session.rollback()  # let the next upload in now, not when the request's session closes
         raise
+    if not graded_here:
+        return submission
     # Committed: now it may be sent. If the broker is down the sweeper sends it later.
     dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
     return submission
@@ -149,19 +167,23 @@ def regrade(
 # ---- reads -------------------------------------------------------------------------------------------
 
 
+def yours(user_id: int):
+    """The condition for a student's submissions: their own uploads and their team's."""
+    return or_(Submission.user_id == user_id, Submission.team_id.in_(teams.teams_of_user(user_id)))
+
+
 def of_student(session: Session, *, user_id: int, slug: str | None = None) -> list[Submission]:
-    """One student's submissions (to one assignment, or to all), newest first."""
-    query = select(Submission).where(Submission.user_id == user_id)
+    """One student's submissions (to one assignment, or to all), their team's included, newest first."""
+    query = select(Submission).where(yours(user_id))
     if slug is not None:
         query = query.where(Submission.assignment == slug)
     return list(session.scalars(query.order_by(Submission.submitted_at.desc())))
 
 
 def owned(session: Session, *, submission_id: str, user_id: int) -> Submission | None:
-    """The submission if it is this user's; None for someone else's, exactly as for a missing one."""
-    return session.scalar(
-        select(Submission).where(Submission.id == submission_id, Submission.user_id == user_id)
-    )
+    """The submission if it is this user's (or their team's); None for someone else's, exactly as for
+    a missing one."""
+    return session.scalar(select(Submission).where(Submission.id == submission_id, yours(user_id)))
 
 
 def with_owner(session: Session, *, submission_id: str) -> tuple[Submission, User] | None:
@@ -177,11 +199,11 @@ def with_owner(session: Session, *, submission_id: str) -> tuple[Submission, Use
 def listing(
     session: Session, *, user_id: int | None = None, login: str | None = None, slug: str | None = None
 ) -> list[tuple[Submission, User]]:
-    """Submissions with their students, newest first, at most 500: of one user (by id or login) and/or
-    one assignment."""
+    """Submissions with their students, newest first, at most 500: of one user (by id, their team's
+    included, or by login) and/or one assignment."""
     query = select(Submission, User).join(User, User.id == Submission.user_id)
     if user_id is not None:
-        query = query.where(Submission.user_id == user_id)
+        query = query.where(yours(user_id))
     if login is not None:
         query = query.where(User.login == login)
     if slug:

@@ -59,7 +59,11 @@ def detect_format(filename: str, head: bytes) -> str:
         if not head.lstrip().startswith(b"{"):
             raise BadUpload("bad_upload", f"{filename} is named .ipynb but is not a notebook (JSON)")
         return "ipynb"
-    raise BadUpload("bad_format", f"{filename}: upload a Jupyter notebook (.ipynb) or a .zip archive")
+    if suffix == ".pdf":
+        if not head.startswith(b"%PDF-"):
+            raise BadUpload("bad_upload", f"{filename} is named .pdf but is not a PDF")
+        return "pdf"
+    raise BadUpload("bad_format", f"{filename}: upload a Jupyter notebook (.ipynb), a .zip archive or a .pdf")
 
 
 def _source_line(line: str) -> str:
@@ -167,6 +171,11 @@ def unpack(data: bytes, filename: str, assignment: Assignment, *, max_bytes: int
     if kind not in assignment.config.formats:
         accepted = " or ".join(f".{fmt}" for fmt in assignment.config.formats)
         raise BadUpload("bad_format", f"{assignment.slug} accepts {accepted} uploads, not .{kind}")
+    limit_mb = assignment.config.max_upload_mb
+    if limit_mb is not None and len(data) > limit_mb * 2**20:
+        raise BadUpload("too_large", f"{assignment.slug} accepts uploads of at most {limit_mb:g} MiB")
+    if kind == "pdf":  # a report, read by people: nothing of it is run
+        return Unpacked(kind="pdf", files={"report.pdf": data})
     if kind == "ipynb":
         module, cells = notebook_to_module(data, filename)
         return Unpacked(kind="ipynb", files={"submission.py": module}, cells=cells)

@@ -272,6 +272,7 @@ def test_counts_for_the_instructor_pages(db_session, settings, people):
         "running": 1,
         "graded": 1,
         "error": 1,
+        "submitted": 0,  # a project milestone's uploads waiting for manual grading
     }
     counts = submissions.assignment_counts(db_session, slug="add-one")
     assert (counts.students, counts.infrastructure_errors, counts.flagged) == (2, 1, 0)

@@ -371,7 +371,7 @@ def test_upload_errors_are_clear(site, db):
         headers=as_json,
         files={"file": ("hw1.pdf", b"%PDF-1.4", "application/pdf")},
     )
-    assert wrong.status_code == 400 and "upload a Jupyter notebook" in wrong.json()["detail"]
+    assert wrong.status_code == 400 and "accepts .ipynb or .zip uploads, not .pdf" in wrong.json()["detail"]
     # Without JavaScript the same error comes back in the page.
     page = client.post(
         "/assignments/hw1-mlp/submit",

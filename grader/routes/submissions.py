@@ -18,6 +18,8 @@ REFUSED_STATUS = {
     "bad_format": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     "not_released": status.HTTP_404_NOT_FOUND,
     "closed": status.HTTP_403_FORBIDDEN,
+    "no_team": status.HTTP_403_FORBIDDEN,
+    "too_large": status.HTTP_413_CONTENT_TOO_LARGE,
     "max_submissions": status.HTTP_429_TOO_MANY_REQUESTS,
     "rate_limited": status.HTTP_429_TOO_MANY_REQUESTS,
 }
@@ -171,7 +173,8 @@ def get_submission(
     """One submission: status, score, tests (as much as you may see), timestamps and lateness."""
     row = submissions.with_owner(session, submission_id=submission_id)
     # Someone else's submission is reported as missing, not as forbidden: ids are not to be probed.
-    if row is None or (not user.is_instructor and row[0].user_id != user.id):
+    mine = user.is_instructor or submissions.owned(session, submission_id=submission_id, user_id=user.id)
+    if row is None or not mine:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such submission")
     submission, owner = row
     return views.submission_out(

@@ -24,7 +24,8 @@ from grader.web.common import PageError, StudentPageDep, counted, local_time, re
 
 router = APIRouter(include_in_schema=False)
 
-DONE = ("graded", "error")
+# "submitted": a project milestone's upload, stored for manual grading: nothing more will happen here.
+DONE = ("graded", "error", "submitted")
 # A refused upload's status on the form (a closed assignment: 403, as on the API); anything else is 400.
 REFUSED_STATUS = {"not_released": 404, "closed": 403, "rate_limited": 429}
 
@@ -212,6 +213,7 @@ def _state(sub: Submission) -> dict:
         "running": "Running the tests in the sandbox ...",
         "graded": "Graded.",
         "error": "Could not be graded.",
+        "submitted": "Received; it is graded by hand.",
     }
     return {"id": sub.id, "status": sub.status, "done": sub.status in DONE, "note": notes.get(sub.status, "")}
 
