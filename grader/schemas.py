@@ -40,7 +40,7 @@ class SubmissionOut(BaseModel):
         0, description="after the student's due date (extensions included), before grace"
     )
     penalty_percent: float | None = Field(
-        None, description="late penalty (grace and cap applied), in percent"
+        None, description="late penalty (grace and cap applied, before late days), in percent"
     )
     # Instructors only:
     flags: list[str] | None = None
