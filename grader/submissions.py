@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from grader import dispatch, extensions, grading, policies, storage, teams
+from grader import catalog, dispatch, extensions, grading, policies, storage, teams
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import lock_for_write, utcnow
@@ -159,6 +159,13 @@ def regrade(
     """Queue one submission, or those of an assignment (of one student), to be graded again (not those
     running now); commits, then sends them by id. How many."""
     chosen = [submission_id] if submission_id is not None else ids(session, slug=slug, user_id=user_id)
+    # A project milestone without an automatic check has nothing to run, and its points are manual.
+    manual = [
+        a.slug for a in catalog.current(session=session, settings=settings).values() if not a.autograded
+    ]
+    if manual and chosen:
+        kept = select(Submission.id).where(Submission.id.in_(chosen), Submission.assignment.not_in(manual))
+        chosen = list(session.scalars(kept))
     reset = grading.queue_again(session=session, submission_ids=chosen)
     dispatch.enqueue(session=session, settings=settings, submissions=reset)
     return len(reset)

@@ -167,3 +167,17 @@ def test_a_pdf_is_checked_for_what_it_is_and_its_size(client, who, session):
     # A homework takes no PDF at all.
     assert send("p.pdf", PDF, slug="add-one").status_code == 415
     assert session.scalar(select(Submission)) is None
+
+
+def test_a_regrade_leaves_a_milestone_graded_by_hand_alone(client, who, session):
+    teams.store(session, {"vision": ["s1", "s2"]})
+    sent = client.post(
+        "/api/submissions", headers=who["s1"], data={"assignment": "proposal"}, files={"file": ("p.pdf", PDF)}
+    )
+    row = session.get(Submission, sent.json()["id"])
+    row.status, row.score, row.max_score = "graded", 6, 8
+    session.commit()
+    done = client.post("/api/assignments/proposal/regrade", headers=who["prof"])
+    assert done.status_code == 202 and done.json() == {"queued": 0}
+    session.refresh(row)
+    assert (row.status, row.score) == ("graded", 6)
