@@ -119,3 +119,10 @@ def test_a_shift_keeps_the_wall_clock_across_a_dst_change():
     # A UTC time moves by its Berlin wall clock too: 11:00 CEST -> 11:00 CET = 10:00Z.
     assert lines[1] == 'opens = "2026-10-27 10:00Z"'
     assert tomllib.loads(moved)["due"] == datetime.fromisoformat("2026-10-27T23:59:00+01:00")
+
+
+def test_smoke_has_nothing_to_upload_for_a_milestone_graded_by_hand():
+    from grader.smoke import Smoke
+
+    # No client is needed: nothing is sent.
+    assert Smoke(None).upload(ASSIGNMENTS / "project-proposal") == []
