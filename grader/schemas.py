@@ -62,6 +62,8 @@ class AssignmentOut(BaseModel):
     weight: float
     gpu: bool
     feedback_hidden: str
+    kind: str = Field("homework", description="homework, or project: one upload counts for the team")
+    max_upload_mb: float | None = None
 
 
 class RegradeOut(BaseModel):

@@ -84,4 +84,6 @@ def assignment_out(assignment: Assignment) -> AssignmentOut:
         weight=assignment.config.weight,
         gpu=assignment.sandbox.gpu,
         feedback_hidden=assignment.config.feedback.hidden,
+        kind=assignment.config.kind,
+        max_upload_mb=assignment.config.max_upload_mb,
     )

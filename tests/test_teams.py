@@ -181,3 +181,9 @@ def test_a_regrade_leaves_a_milestone_graded_by_hand_alone(client, who, session)
     assert done.status_code == 202 and done.json() == {"queued": 0}
     session.refresh(row)
     assert (row.status, row.score) == ("graded", 6)
+
+
+def test_the_api_says_which_assignments_are_team_milestones(client, who):
+    listed = {a["slug"]: a for a in client.get("/api/assignments", headers=who["s1"]).json()}
+    assert (listed["proposal"]["kind"], listed["proposal"]["max_upload_mb"]) == ("project", 0.001)
+    assert listed["add-one"]["kind"] == "homework" and listed["add-one"]["formats"] == ["ipynb", "zip"]
