@@ -855,3 +855,37 @@ def test_lateness_reads_as_time_and_says_what_it_counts_as():
         == "2 days 1 h late (counts as 3 days, −30%)"
     )
     assert score_text(15.3, 17) == "15.3 / 17 (90.00%)" and score_text(2 / 3, 1) == "0.67 / 1 (66.67%)"
+
+
+def test_the_smoke_check_runs_from_the_dashboard_and_records_its_verdict(site, db, tmp_path):
+    from grader.models import SmokeRun
+
+    hw = tmp_path / "assignments" / "hw1-mlp"
+    (hw / "starter").mkdir()
+    (hw / "starter" / "submission.py").write_text("def relu(x):\n    raise NotImplementedError\n")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    overview = prof.get("/instructor").text
+    assert "never run" in overview and 'aria-label="Run the smoke check of HW1: an MLP"' in overview
+    started = prof.post(
+        "/instructor/assignments/hw1-mlp/smoke", data={"csrf_token": csrf(prof, "/instructor")}
+    )
+    assert started.status_code == 200 and "Queued the reference solution and the starter" in started.text
+    uploads = {sub.filename: sub for sub in db.scalars(select(Submission))}
+    assert set(uploads) == {"solution.zip", "starter.zip"}
+    assert "checking" in prof.get("/instructor").text and db.scalar(select(SmokeRun)) is None
+
+    def finish(sub: Submission, score: float) -> None:
+        test = TestResult(name="tests/test_mlp.py::test_relu", points=score, max_points=1, outcome="passed")
+        result = GradeResult(status="graded", score=score, max_score=1, tests=[test])
+        sub.status, sub.score, sub.max_score = "graded", score, 1
+        sub.result = result.model_dump(mode="json")
+
+    finish(uploads["solution.zip"], 1)
+    finish(uploads["starter.zip"], 1)  # the starter passing everything: the tests test nothing
+    db.commit()
+    page = prof.get("/instructor").text
+    run = db.scalar(select(SmokeRun))
+    assert run is not None and not run.passed and "starter gets full marks" in run.detail
+    assert "fails" in page and "starter gets full marks" in page
+    prof.get("/instructor")
+    assert len(db.scalars(select(SmokeRun)).all()) == 1  # recorded once

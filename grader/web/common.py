@@ -108,6 +108,16 @@ def _checked_csrf(web: SignedInDep, csrf_token: Annotated[str, Form()] = "") -> 
 CsrfCheckedDep = Annotated[WebSession, Depends(_checked_csrf)]
 
 
+def _instructor_form(web: CsrfCheckedDep) -> WebSession:
+    # CsrfCheckedDep proves a signed-in session; these POSTs must also come from an instructor.
+    if web.user.role != "instructor":
+        raise PageError(403, "Instructors only", "This action is for the course's instructors.")
+    return web
+
+
+InstructorFormDep = Annotated[WebSession, Depends(_instructor_form)]
+
+
 def _flash_signature(web: WebSession, payload: str) -> str:
     return hmac.new(web.csrf_token.encode(), payload.encode(), hashlib.sha256).hexdigest()
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
@@ -15,10 +15,10 @@ from grader import accounts, catalog, extensions, gradebook, policies, submissio
 from grader.assignments import Assignment
 from grader.config import Settings, get_settings
 from grader.deps import SessionDep
-from grader.models import Extension, SmokeRun, Submission, User, WebSession
+from grader.models import Extension, SmokeRun, Submission, User
 from grader.results import GradeResult
 from grader.web.common import (
-    CsrfCheckedDep,
+    InstructorFormDep,
     InstructorPageDep,
     PageError,
     counted,
@@ -29,18 +29,9 @@ from grader.web.common import (
     render,
 )
 from grader.web.exports import gradebook_csv_lines
+from grader.web.smoke_check import Pending, settle
 
 router = APIRouter(prefix="/instructor", include_in_schema=False)
-
-
-def _instructor_form(web: CsrfCheckedDep) -> WebSession:
-    # CsrfCheckedDep proves a signed-in session; POSTs here must also come from an instructor.
-    if web.user.role != "instructor":
-        raise PageError(403, "Instructors only", "This action is for the course's instructors.")
-    return web
-
-
-InstructorFormDep = Annotated[WebSession, Depends(_instructor_form)]
 
 
 @dataclass(frozen=True)
@@ -103,12 +94,14 @@ class AssignmentSummary:
     smoke: SmokeRun | None
     infrastructure_errors: int
     flagged: int
+    smoke_pending: list[Pending] = field(default_factory=list)  # a smoke check started from a page
 
 
 def summary(session: Session, assignment: Assignment) -> AssignmentSummary:
     """One assignment's submission counts and the reference solution's last smoke run."""
     slug = assignment.slug
     found = submissions.assignment_counts(session, slug=slug)
+    pending = settle(session=session, assignment=assignment)
     return AssignmentSummary(
         assignment=assignment,
         due_text=local_time(assignment.due, assignment.course.timezone),
@@ -117,6 +110,7 @@ def summary(session: Session, assignment: Assignment) -> AssignmentSummary:
         smoke=catalog.last_smoke(session=session, slug=slug),
         infrastructure_errors=found.infrastructure_errors,
         flagged=found.flagged,
+        smoke_pending=pending,
     )
 
 
