@@ -271,7 +271,12 @@ def test_staff_submission_page_roster_feedback_and_phone_width(service, browser)
     page.set_input_files("#file", str(upload))
     page.get_by_role("button", name="Submit for grading").click()
     page.wait_for_url(f"{base}/submissions/**")
+    page.evaluate("window.notReloaded = true")
     page.locator("#status-badge.graded, #status-badge.error").wait_for(timeout=180_000)
+    # The result came in without a reload (when it was not already done as the page opened), and was said.
+    assert page.evaluate("window.notReloaded === true")
+    announced = page.locator("#announce").inner_text()
+    assert announced == "" or announced.startswith("Grading finished: graded, 2 / 4"), announced
     submission_url = page.url
     row = page.get_by_role("row").filter(has_text="test_relu_positive")
     assert "failed" in row.inner_text() and "assert 0.0 == 2.0" in row.inner_text()  # public: its message

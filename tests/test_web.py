@@ -889,3 +889,18 @@ def test_the_smoke_check_runs_from_the_dashboard_and_records_its_verdict(site, d
     assert "fails" in page and "starter gets full marks" in page
     prof.get("/instructor")
     assert len(db.scalars(select(SmokeRun)).all()) == 1  # recorded once
+
+
+def test_notebook_markdown_cannot_run_script_or_fetch_addresses():
+    from grader.web.source_view import notebook_cells, source_view
+
+    cell = {
+        "cell_type": "markdown",
+        "metadata": {},
+        "source": "[click](javascript:alert(1)) ![pixel](http://evil.example/p.png) <img src=x>",
+    }
+    html = str(notebook_cells(json.dumps({"cells": [cell], "nbformat": 4}).encode())[0].html)
+    assert 'href="javascript' not in html and "<img" not in html and "&lt;img src=x&gt;" in html
+    assert 'href="http://evil.example/p.png"' in html  # a link to follow or not, never fetched by itself
+    assert source_view(b'{"no": "cells"}', "ipynb").kind == "unreadable"
+    assert source_view(b"PK not a zip", "zip").problem.startswith("not a readable zip")

@@ -29,8 +29,9 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # CommonMark with raw HTML off: a student's <script> in a markdown cell is shown as text. markdown-it
-# also refuses javascript:, vbscript: and file: links.
-_markdown = MarkdownIt("commonmark", {"html": False})
+# also refuses javascript:, vbscript: and file: links. Images stay text: the staff's browser fetches no
+# address a student chose (a tracking pixel would tell them who looked, and when).
+_markdown = MarkdownIt("commonmark", {"html": False}).disable("image")
 _formatter = HtmlFormatter(cssclass="highlight", wrapcode=True)
 _numbered = HtmlFormatter(cssclass="highlight", wrapcode=True, linenos="table")
 
