@@ -723,7 +723,7 @@ def test_csv_files_for_a_signed_in_instructor_open_in_excel(site, db):
 
 def test_student_feedback_says_plainly_what_a_result_means(site, db):
     from grader.results import GradeError
-    from grader.web.student import plain_statements
+    from grader.web.result_view import plain_statements
 
     client = signed_in(site, "s1", add_user(db, "s1"))
     sub = graded(db, "s1")
