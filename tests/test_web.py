@@ -904,3 +904,19 @@ def test_notebook_markdown_cannot_run_script_or_fetch_addresses():
     assert 'href="http://evil.example/p.png"' in html  # a link to follow or not, never fetched by itself
     assert source_view(b'{"no": "cells"}', "ipynb").kind == "unreadable"
     assert source_view(b"PK not a zip", "zip").problem.startswith("not a readable zip")
+
+
+def test_open_assignments_come_before_closed_ones(site, db, tmp_path):
+    hw0 = tmp_path / "assignments" / "hw0-closed"
+    (hw0 / "tests").mkdir(parents=True)
+    (hw0 / "solution").mkdir()
+    (hw0 / "tests" / "test_x.py").write_text("def test_x():\n    assert True\n")
+    (hw0 / "solution" / "submission.py").write_text("x = 1\n")
+    (hw0 / "assignment.toml").write_text(
+        f'title = "HW0: closed"\nreleased = {(NOW - timedelta(days=9)).isoformat()}\n'
+        f"due = {(NOW - timedelta(days=5)).isoformat()}\nweight = 5\n"
+        f"[late]\ncutoff = {(NOW - timedelta(days=4)).isoformat()}\n"
+    )
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    page = client.get("/assignments").text
+    assert page.index("HW1: an MLP") < page.index("HW0: closed")  # due later, but open
