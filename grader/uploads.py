@@ -6,6 +6,7 @@ Everything here only reads the upload: no student code runs on the host.
 import ast
 import functools
 import io
+import json
 import re
 import stat
 import zipfile
@@ -76,9 +77,24 @@ def notebook_to_module(data: bytes, filename: str = "notebook.ipynb") -> tuple[b
     import nbformat  # here: it costs ~60 ms to import, and zips and folders never need it
 
     try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        text = data.decode("utf-8")
+        shape = json.loads(text)
     except UnicodeDecodeError as exc:
         raise BadUpload("bad_upload", f"{filename} is not UTF-8 text: {exc}") from exc
+    except ValueError as exc:
+        raise BadUpload(
+            "bad_upload", f"{filename} is not a valid Jupyter notebook: its JSON is broken ({exc})"
+        ) from exc
+    # nbformat's own words for JSON that is not a notebook are about its versions ("could not be
+    # converted from version 1 to version 2 because it's missing a key: cells").
+    if not isinstance(shape, dict) or not isinstance(shape.get("cells"), list) or "nbformat" not in shape:
+        raise BadUpload(
+            "bad_upload",
+            f"{filename} is not a valid Jupyter notebook: it is JSON without notebook cells. Save the "
+            "notebook from Jupyter or Colab (File > Download > .ipynb) and upload that file",
+        )
+    try:
+        nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several unrelated types for unreadable JSON
         raise BadUpload("bad_upload", f"{filename} is not a valid Jupyter notebook: {exc}") from exc
     lines: list[str] = ["# Generated from the student's notebook: code cells in order."]

@@ -105,10 +105,14 @@ def service(tmp_path, docker_client):
     }
     grader_cli(env, "migrate")
     roster = tmp_path / "roster.csv"
-    roster.write_text("First name,Surname,ID number,Email address\nAda,Lovelace,s1001,ada@example.edu\n")
+    roster.write_text(
+        "First name,Surname,ID number,Email address\nAda,Lovelace,s1001,ada@example.edu\n"
+        "Zoë,Ångström,s1002,zoe@example.edu\nAlan,Turing,s1003,alan@example.edu\n"
+    )
     secrets_file = tmp_path / "secrets.csv"
     grader_cli(env, "roster", "import", str(roster), "--out", str(secrets_file))
-    student_secret = secrets_file.read_text().splitlines()[1].split(",")[-1]
+    secrets = {line.split(",")[0]: line.split(",")[-1] for line in secrets_file.read_text().splitlines()[1:]}
+    student_secret = secrets["s1001"]
     instructor_secret = grader_cli(
         env, "instructor", "create", "--login", "prof", "--name", "Grace Hopper"
     ).strip()
@@ -137,6 +141,7 @@ def service(tmp_path, docker_client):
         yield {
             "base": base,
             "student": ("s1001", student_secret),
+            "student2": ("s1002", secrets["s1002"]),
             "instructor": ("prof", instructor_secret),
             "tmp": tmp_path,
         }
@@ -210,7 +215,7 @@ def test_student_submits_and_instructor_downloads_the_gradebook(service, browser
     page.locator("#status-badge.graded, #status-badge.error").wait_for(timeout=180_000)
     body = page.content()
     assert "graded" in page.locator("#status-badge").inner_text(), body
-    assert page.locator(".score").inner_text() == "3 / 4"
+    assert page.locator(".score").inner_text() == "3 / 4 (75.00%)"
     assert "test_relu_positive" in body
     assert "test_double" not in body and "test_relu_negative" not in body  # hidden: only the total
     assert page.locator("pre.output").inner_text().startswith("<script>alert(1)</script> training...")
@@ -241,3 +246,131 @@ def test_student_submits_and_instructor_downloads_the_gradebook(service, browser
     assert "s1001" in csv_text
     # The same file the API serves to an instructor's token.
     context.close()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def overflow(page) -> int:
+    """How much wider than the screen the page is (a table's own scroller does not count)."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def test_staff_submission_page_roster_feedback_and_phone_width(service, browser):
+    base, tmp = service["base"], service["tmp"]
+    student = browser.new_context(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+    page = student.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, base, *service["student2"])
+    page.wait_for_url(f"{base}/assignments")
+    page.get_by_role("link", name="HW0: warm-up").click()
+    # Fails the public test (with its message) and the hidden ones; prints something.
+    upload = tmp / "wrong.ipynb"
+    upload.write_text(notebook("print('epoch 1 loss 0.7')\ndef relu(x):\n    return 0.0\n"))
+    page.set_input_files("#file", str(upload))
+    page.get_by_role("button", name="Submit for grading").click()
+    page.wait_for_url(f"{base}/submissions/**")
+    page.evaluate("window.notReloaded = true")
+    page.locator("#status-badge.graded, #status-badge.error").wait_for(timeout=180_000)
+    # The result came in without a reload (when it was not already done as the page opened), and was said.
+    assert page.evaluate("window.notReloaded === true")
+    announced = page.locator("#announce").inner_text()
+    assert announced == "" or announced.startswith("Grading finished: graded, 2 / 4"), announced
+    submission_url = page.url
+    row = page.get_by_role("row").filter(has_text="test_relu_positive")
+    assert "failed" in row.inner_text() and "assert 0.0 == 2.0" in row.inner_text()  # public: its message
+    assert "test_double" not in page.content()  # hidden: only the total
+    shot(page, "11-student-feedback-public-test")
+
+    staff = browser.new_context(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+    prof = staff.new_page()
+    prof.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(prof, base, *service["instructor"])
+    prof.wait_for_url(f"{base}/instructor")
+    # An extension with its own cutoff: the instructor sees the cutoff it gives, the student too.
+    prof.goto(f"{base}/instructor/students/s1002")
+    prof.get_by_text("Grant an extension").click()
+    prof.locator("#due-hw0-warmup").fill("2099-12-01T23:59")
+    prof.locator("#cutoff-hw0-warmup").fill("2099-12-05T23:59")
+    prof.get_by_role("button", name="Save the extension on HW0: warm-up").click()
+    prof.get_by_text("Saved the extension on hw0-warmup.").wait_for()
+    assert "?ok=" not in prof.url
+    assert "uploads accepted until Sat 05 Dec 2099, 23:59 EST" in prof.content()
+    shot(prof, "12-instructor-extension-cutoff")
+    page.goto(f"{base}/assignments/hw0-warmup")
+    assert page.locator("#cutoff").inner_text() == "Sat 05 Dec 2099, 23:59 EST"
+    assert "no uploads after" not in page.content() or "no uploads after Sat 05 Dec 2099" in page.content()
+    shot(page, "13-student-extension-cutoff")
+
+    # The roster: every student, searchable and sortable; its score links to the staff page.
+    prof.goto(f"{base}/instructor/assignments/hw0-warmup")
+    prof.get_by_role("link", name="Roster: every student's standing").click()
+    rows = prof.locator("#roster tbody tr")
+    assert rows.count() == 3
+    prof.get_by_label("Search by id, name, email or status").fill("ångström")
+    assert prof.locator("#roster tbody tr:not([hidden])").count() == 1
+    assert prof.locator("#roster-count").inner_text() == "1 of 3 shown"
+    shot(prof, "14-instructor-roster-search")
+    prof.get_by_label("Search by id, name, email or status").fill("")
+    prof.get_by_role("button", name="Submissions").click()
+    assert prof.locator("#roster thead th[aria-sort]").count() == 1
+    prof.get_by_role("link", name="s1002's counted submission", exact=False).click()
+    prof.wait_for_url(f"{base}/instructor/submissions/**")
+    assert prof.locator(".nb-cell.code").count() == 1 and "relu" in prof.locator(".nb-cell").inner_text()
+    tests = prof.locator("table").filter(has_text="test_double")
+    assert "hidden" in tests.inner_text() and "test_relu_negative" in tests.inner_text()
+    assert "epoch 1 loss 0.7" in prof.locator("pre.output").first.inner_text()
+    shot(prof, "15-instructor-submission")
+    with prof.expect_download() as download:
+        prof.get_by_role("link", name="Download the original").click()
+    assert Path(download.value.path()).read_text() == upload.read_text()
+    # An instructor who follows a student's link lands on the staff page.
+    prof.goto(submission_url)
+    assert "/instructor/submissions/" in prof.url
+
+    # A wrong address: a page with the menu, not JSON.
+    response = prof.goto(f"{base}/instructor/no-such-page")
+    assert response.status == 404 and prof.get_by_role("heading", name="Page not found").is_visible()
+    assert prof.get_by_role("navigation", name="Main").get_by_role("link", name="Gradebook").is_visible()
+    shot(prof, "16-not-found")
+
+    # Every main page at a phone's width: nothing wider than the screen.
+    staff_submission = submission_url.replace(f"{base}/submissions/", "/instructor/submissions/")
+    phone_pages = {
+        "student": (
+            student,
+            {
+                "assignments": "/assignments",
+                "assignment": "/assignments/hw0-warmup",
+                "submission": submission_url.replace(base, ""),
+            },
+        ),
+        "instructor": (
+            staff,
+            {
+                "overview": "/instructor",
+                "assignment": "/instructor/assignments/hw0-warmup",
+                "roster": "/instructor/assignments/hw0-warmup/roster",
+                "students": "/instructor/students",
+                "student": "/instructor/students/s1002",
+                "gradebook": "/instructor/gradebook",
+                "submission": staff_submission,
+            },
+        ),
+    }
+    too_wide = {}
+    for who, (context, pages) in phone_pages.items():
+        storage = context.storage_state()
+        narrow = browser.new_context(viewport=PHONE, storage_state=storage)
+        screen = narrow.new_page()
+        for name, path in pages.items():
+            screen.goto(base + path)
+            shot(screen, f"phone-{who}-{name}")
+            if (extra := overflow(screen)) > 1:
+                too_wide[path] = extra
+        narrow.close()
+    assert not too_wide, f"wider than a phone's screen (px): {too_wide}"
+    assert not errors, errors
+    student.close()
+    staff.close()

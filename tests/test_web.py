@@ -503,7 +503,10 @@ def test_instructor_pages_extensions_regrade_and_gradebook(site, db):
     bad = client.post(
         "/instructor/students/s1/extensions/hw1-mlp", data={"csrf_token": token, "due": "tomorrow"}
     )
-    assert bad.status_code == 400 and "is not a date" in bad.text
+    # Refused, and back on the page's own address (a reload does not post the form again).
+    assert bad.status_code == 200 and "is not a date" in bad.text
+    assert bad.url.path == "/instructor/students/s1" and bad.history[0].status_code == 303
+    assert "is not a date" not in client.get("/instructor/students/s1").text  # shown once
 
     regrade = client.post(
         f"/instructor/submissions/{sub.id}/regrade",
@@ -531,3 +534,389 @@ def test_students_see_their_extension(site, db):
     )
     page = signed_in(site, "s1", secret).get("/assignments").text
     assert "extension" in page and "10 Jan 2099" in page
+
+
+# ---- issue 15: staff submission page, flash messages, error pages, feedback, roster, CSV ---------------
+
+RICH_NOTEBOOK = json.dumps(
+    {
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "id": "m1",
+                "metadata": {},
+                "source": "# My MLP\n<script>alert(1)</script>",
+            },
+            {
+                "cell_type": "code",
+                "id": "c1",
+                "metadata": {},
+                "execution_count": 3,
+                "source": "def relu(x):\n    return max(x, 0)\nprint('<b>hi</b>')",
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": ["<b>hi</b>\n"]},
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"text/html": "<img src=x onerror=alert(2)>", "text/plain": "<Figure>"},
+                    },
+                    {
+                        "output_type": "error",
+                        "ename": "ValueError",
+                        "evalue": "x",
+                        "traceback": ["\u001b[0;31mValueError\u001b[0m: x"],
+                    },
+                ],
+            },
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+).encode()
+
+
+def stored_upload(site, sub: Submission, data: bytes) -> None:
+    """Put the upload's bytes where the service keeps them, under the row's sha256."""
+    import hashlib
+
+    from grader.storage import upload_path
+
+    sub.sha256 = hashlib.sha256(data).hexdigest()
+    path = upload_path(get_settings(), sub.sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_a_success_banner_is_never_taken_from_the_address(site, db):
+    client = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    add_user(db, "s1")
+    page = client.get("/instructor/students/s1?ok=Your+account+is+locked:+call+555-0100")
+    assert page.status_code == 200 and "call 555-0100" not in page.text
+    # A real message travels in a cookie signed with the session's CSRF token, and shows once.
+    token = csrf(client, "/instructor/students/s1")
+    saved = client.post(
+        "/instructor/students/s1/extensions/hw1-mlp", data={"csrf_token": token, "due": "2099-01-10T23:59"}
+    )
+    assert "Saved the extension on hw1-mlp." in saved.text and "?ok=" not in str(saved.url)
+    assert "Saved the extension" not in client.get("/instructor/students/s1").text
+    # A forged cookie (any text, a wrong signature) shows nothing.
+    client.cookies.set("grader_flash", "b2s6UGhpc2hpbmc=.0000")
+    assert "Phishing" not in client.get("/instructor/students/s1").text
+
+
+def test_a_missing_page_is_an_html_page_with_the_menu_and_the_api_keeps_json(site, db):
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "Page not found" in missing.text and 'href="/assignments"' in missing.text  # the nav bar
+    assert "Sign out" in missing.text
+    unknown = client.get("/assignments/nope")
+    assert unknown.status_code == 404 and 'aria-label="Main"' in unknown.text
+    api = client.get("/api/nothing-here")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+    anonymous = TestClient(site[0], base_url="http://127.0.0.1").get("/no/such/page")
+    assert anonymous.status_code == 404 and "Page not found" in anonymous.text
+
+
+def test_staff_submission_page_shows_the_notebook_tests_output_and_flags(site, db):
+    add_user(db, "s1", name="Ada Lovelace")
+    sub = graded(db, "s1", output="<script>evil()</script> epoch 1")
+    result = GradeResult.model_validate(sub.result)
+    result.flags = ["tampering: patched pytest"]
+    sub.result, sub.flagged = result.model_dump(mode="json"), True
+    stored_upload(site, sub, RICH_NOTEBOOK)
+    db.commit()
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    page = prof.get(f"/instructor/submissions/{sub.id}")
+    assert page.status_code == 200
+    text = page.text
+    # Every test with its message, hidden ones included; flags; the student's output, escaped.
+    assert "tests/test_mlp.py::test_hidden_backprop" in text and "secret hidden detail" in text
+    assert "tampering: patched pytest" in text and "flagged" in text
+    assert "&lt;script&gt;evil()&lt;/script&gt; epoch 1" in text
+    # The notebook, read-only: highlighted code, markdown, outputs; nothing of it is live markup.
+    assert "<h1>My MLP</h1>" in text and "<script>alert(1)</script>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert 'class="highlight"' in text and "relu" in text and "[3]" in text
+    assert "&lt;b&gt;hi&lt;/b&gt;" in text and "<b>hi</b>" not in text
+    assert "onerror" not in text and "&lt;Figure&gt;" in text  # HTML output shown by its text form
+    assert "ValueError" in text and "\x1b" not in text and "[0;31m" not in text
+    assert "3 / 5 (60.00%)" in text
+    download = prof.get(f"/instructor/submissions/{sub.id}/upload")
+    assert download.status_code == 200 and download.content == RICH_NOTEBOOK
+    assert (
+        "attachment" in download.headers["content-disposition"]
+        and "s1-hw1-mlp-" in download.headers["content-disposition"]
+    )
+    # Linked from the student page; a student never reaches it; an instructor's /submissions/<id> goes there.
+    assert f'href="/instructor/submissions/{sub.id}"' in prof.get("/instructor/students/s1").text
+    moved = prof.get(f"/submissions/{sub.id}", follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"] == f"/instructor/submissions/{sub.id}"
+    student = signed_in(site, "s1x", add_user(db, "s1x"))
+    for path in (f"/instructor/submissions/{sub.id}", f"/instructor/submissions/{sub.id}/upload"):
+        assert student.get(path, follow_redirects=False).status_code == 403
+    assert prof.get("/instructor/submissions/nope").status_code == 404
+
+
+def test_staff_submission_page_lists_a_zips_files_highlighted(site, db):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("hw/submission.py", "def relu(x):\n    return x if x > 0 else 0  # <ok>\n")
+        archive.writestr("hw/notes.md", "# Notes")
+        archive.writestr("hw/weights.bin", bytes(range(256)))
+    add_user(db, "s1")
+    sub = graded(db, "s1")
+    sub.format, sub.filename = "zip", "hw1.zip"
+    stored_upload(site, sub, buffer.getvalue())
+    db.commit()
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    text = prof.get(f"/instructor/submissions/{sub.id}").text
+    assert "hw/submission.py" in text and "hw/notes.md" in text and "binary file" in text
+    assert '<span class="k">def</span>' in text  # Pygments' Python lexer
+    assert "&lt;ok&gt;" in text and "# <ok>" not in text
+
+
+def test_roster_of_an_assignment_shows_every_student(site, db):
+    add_user(db, "s1", name="Ada Lovelace")
+    add_user(db, "s2", name="Zoë Ångström")
+    sub = graded(db, "s1")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    token = csrf(prof, "/instructor/students/s2")
+    prof.post(
+        "/instructor/students/s2/extensions/hw1-mlp", data={"csrf_token": token, "due": "2099-01-10T23:59"}
+    )
+    page = prof.get("/instructor/assignments/hw1-mlp/roster")
+    assert page.status_code == 200
+    text = page.text
+    assert "Ada Lovelace" in text and "Zoë Ångström" in text
+    assert f'href="/instructor/submissions/{sub.id}"' in text and "3 / 5 (60.00%)" in text
+    assert "missing" in text and "to Sat 10 Jan 2099" in text  # s2: no submission, an extension
+    assert "data-sortable" in text and 'data-filter-for="roster"' in text
+    board = prof.get("/instructor/assignments/hw1-mlp").text
+    assert 'href="/instructor/assignments/hw1-mlp/roster"' in board
+    assert prof.get("/instructor/assignments/nope/roster").status_code == 404
+
+
+def test_csv_files_for_a_signed_in_instructor_open_in_excel(site, db):
+    add_user(db, "s1", name="Zoë Ångström")
+    graded(db, "s1")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    page = prof.get("/instructor/gradebook").text
+    for path in (
+        "/instructor/gradebook.csv",
+        "/instructor/gradebook/moodle.csv",
+        "/instructor/assignments/hw1-mlp/tests.csv",
+    ):
+        assert f'href="{path}"' in page, path
+        response = prof.get(path)
+        assert response.status_code == 200 and "attachment" in response.headers["content-disposition"], path
+        assert response.content.startswith(b"\xef\xbb\xbf"), path  # UTF-8 byte order mark, for Excel
+        assert "s1" in response.content.decode("utf-8-sig"), path
+    assert "Zoë Ångström" in prof.get("/instructor/gradebook.csv").content.decode("utf-8-sig")
+    student = signed_in(site, "s9", add_user(db, "s9"))
+    assert student.get("/instructor/gradebook/moodle.csv", follow_redirects=False).status_code == 403
+
+
+def test_student_feedback_says_plainly_what_a_result_means(site, db):
+    from grader.results import GradeError
+    from grader.web.result_view import plain_statements
+
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    sub = graded(db, "s1")
+    result = GradeResult.model_validate(sub.result)
+    result.tests[0].message = "AssertionError in cell 2, line 3: shape (3,) != (3, 1)"
+    result.tests[0].outcome, result.tests[0].points = "failed", 0
+    sub.result = result.model_dump(mode="json")
+    db.commit()
+    page = client.get(f"/submissions/{sub.id}").text
+    # Public tests with their messages; hidden ones as the assignment's setting (score: a total only).
+    assert "public_tests/test_shapes.py::test_shape" in page and "shape (3,) != (3, 1)" in page
+    assert "test_hidden_backprop" not in page and "Hidden tests" in page
+
+    starter = GradeResult(
+        status="graded",
+        score=0,
+        max_score=4,
+        tests=[
+            TestResult(
+                name=f"tests/t.py::test_{i}",
+                points=0,
+                max_points=2,
+                outcome="failed",
+                message="NotImplementedError in cell 3, line 2: ",
+            )
+            for i in range(2)
+        ],
+    )
+    assert "Nothing is implemented yet" in plain_statements(starter)[0]
+    broken = GradeResult(
+        status="graded",
+        score=0,
+        max_score=4,
+        error=GradeError(kind="student", code="import", message="NameError in cell 2, line 1: np"),
+    )
+    assert "failed to import" in plain_statements(broken)[0]
+    sub.result = starter.model_dump(mode="json")
+    db.commit()
+    assert "Nothing is implemented yet" in client.get(f"/submissions/{sub.id}").text
+
+
+def test_an_extension_moves_the_cutoff_students_see(site, db, tmp_path):
+    toml = tmp_path / "assignments" / "hw1-mlp" / "assignment.toml"
+    cutoff = (NOW + timedelta(days=4)).isoformat()
+    toml.write_text(toml.read_text() + f"\n[late]\ncutoff = {cutoff}\n")
+    secret = add_user(db, "s1")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    token = csrf(prof, "/instructor/students/s1")
+    prof.post(
+        "/instructor/students/s1/extensions/hw1-mlp",
+        data={"csrf_token": token, "due": "2099-12-01T23:59", "cutoff": "2099-12-05T23:59"},
+    )
+    assert "uploads accepted until Sat 05 Dec 2099, 23:59 EST" in prof.get("/instructor/students/s1").text
+    student = signed_in(site, "s1", secret)
+    listing = student.get("/assignments").text
+    assert "no uploads after Sat 05 Dec 2099" in listing
+    page = student.get("/assignments/hw1-mlp").text
+    assert "Sat 05 Dec 2099, 23:59 EST" in page and "no uploads after Sat 05 Dec 2099" in page
+
+
+def test_students_download_the_starter_and_their_own_uploads(site, db, tmp_path):
+    starter = tmp_path / "assignments" / "hw1-mlp" / "starter"
+    starter.mkdir()
+    (starter / "hw1.ipynb").write_bytes(NOTEBOOK)
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    assert 'href="/assignments/hw1-mlp/starter"' in client.get("/assignments/hw1-mlp").text
+    got = client.get("/assignments/hw1-mlp/starter")
+    assert (
+        got.status_code == 200
+        and got.content == NOTEBOOK
+        and "attachment" in got.headers["content-disposition"]
+    )
+    token = csrf(client, "/assignments/hw1-mlp")
+    client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files={"file": ("mine.ipynb", NOTEBOOK, "application/json")},
+    )
+    sub = db.scalar(select(Submission))
+    mine = client.get(f"/submissions/{sub.id}/download")
+    assert (
+        mine.status_code == 200
+        and mine.content == NOTEBOOK
+        and "mine.ipynb" in mine.headers["content-disposition"]
+    )
+    add_user(db, "s2")
+    other = graded(db, "s2")
+    assert client.get(f"/submissions/{other.id}/download").status_code == 404
+
+
+def test_refusals_speak_in_local_time_not_utc_or_seconds(site, db, tmp_path):
+    toml = tmp_path / "assignments" / "hw1-mlp" / "assignment.toml"
+    toml.write_text(toml.read_text().replace("per_hour = 5", "per_hour = 1"))
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    token = csrf(client, "/assignments/hw1-mlp")
+    not_a_notebook = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files={"file": ("hw1.ipynb", b'{"name": "not a notebook"}', "application/json")},
+        headers={"Accept": "application/json"},
+    )
+    detail = not_a_notebook.json()["detail"]
+    assert "without notebook cells" in detail and "version" not in detail
+    upload = {"file": ("hw1.ipynb", NOTEBOOK, "application/json")}
+    client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload)
+    refused = client.post("/assignments/hw1-mlp/submit", data={"csrf_token": token}, files=upload)
+    assert refused.status_code == 429 and "try again at " in refused.text and " s." not in refused.text
+
+
+def test_lateness_reads_as_time_and_says_what_it_counts_as():
+    from grader.assignments import LatePolicy
+    from grader.policies import Deadline
+    from grader.web.common import lateness_text, score_text
+
+    due = datetime(2026, 9, 18, 3, 59, tzinfo=UTC)
+    deadline = Deadline(
+        due=due,
+        cutoff=None,
+        policy=LatePolicy(penalty_percent=10, unit="day", max_penalty_percent=50, grace_minutes=15),
+    )
+    assert lateness_text(deadline, due - timedelta(minutes=1)) == "on time"
+    assert lateness_text(deadline, due + timedelta(minutes=5)) == "5 min late (within the grace period)"
+    assert (
+        lateness_text(deadline, due + timedelta(hours=10, minutes=12))
+        == "10 h 12 min late (counts as 1 day, −10%)"
+    )
+    assert (
+        lateness_text(deadline, due + timedelta(days=2, hours=1))
+        == "2 days 1 h late (counts as 3 days, −30%)"
+    )
+    assert score_text(15.3, 17) == "15.3 / 17 (90.00%)" and score_text(2 / 3, 1) == "0.67 / 1 (66.67%)"
+
+
+def test_the_smoke_check_runs_from_the_dashboard_and_records_its_verdict(site, db, tmp_path):
+    from grader.models import SmokeRun
+
+    hw = tmp_path / "assignments" / "hw1-mlp"
+    (hw / "starter").mkdir()
+    (hw / "starter" / "submission.py").write_text("def relu(x):\n    raise NotImplementedError\n")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    overview = prof.get("/instructor").text
+    assert "never run" in overview and 'aria-label="Run the smoke check of HW1: an MLP"' in overview
+    started = prof.post(
+        "/instructor/assignments/hw1-mlp/smoke", data={"csrf_token": csrf(prof, "/instructor")}
+    )
+    assert started.status_code == 200 and "Queued the reference solution and the starter" in started.text
+    uploads = {sub.filename: sub for sub in db.scalars(select(Submission))}
+    assert set(uploads) == {"solution.zip", "starter.zip"}
+    assert "checking" in prof.get("/instructor").text and db.scalar(select(SmokeRun)) is None
+
+    def finish(sub: Submission, score: float) -> None:
+        test = TestResult(name="tests/test_mlp.py::test_relu", points=score, max_points=1, outcome="passed")
+        result = GradeResult(status="graded", score=score, max_score=1, tests=[test])
+        sub.status, sub.score, sub.max_score = "graded", score, 1
+        sub.result = result.model_dump(mode="json")
+
+    finish(uploads["solution.zip"], 1)
+    finish(uploads["starter.zip"], 1)  # the starter passing everything: the tests test nothing
+    db.commit()
+    page = prof.get("/instructor").text
+    run = db.scalar(select(SmokeRun))
+    assert run is not None and not run.passed and "starter gets full marks" in run.detail
+    assert "fails" in page and "starter gets full marks" in page
+    prof.get("/instructor")
+    assert len(db.scalars(select(SmokeRun)).all()) == 1  # recorded once
+
+
+def test_notebook_markdown_cannot_run_script_or_fetch_addresses():
+    from grader.web.source_view import notebook_cells, source_view
+
+    cell = {
+        "cell_type": "markdown",
+        "metadata": {},
+        "source": "[click](javascript:alert(1)) ![pixel](http://evil.example/p.png) <img src=x>",
+    }
+    html = str(notebook_cells(json.dumps({"cells": [cell], "nbformat": 4}).encode())[0].html)
+    assert 'href="javascript' not in html and "<img" not in html and "&lt;img src=x&gt;" in html
+    assert 'href="http://evil.example/p.png"' in html  # a link to follow or not, never fetched by itself
+    assert source_view(b'{"no": "cells"}', "ipynb").kind == "unreadable"
+    assert source_view(b"PK not a zip", "zip").problem.startswith("not a readable zip")
+
+
+def test_open_assignments_come_before_closed_ones(site, db, tmp_path):
+    hw0 = tmp_path / "assignments" / "hw0-closed"
+    (hw0 / "tests").mkdir(parents=True)
+    (hw0 / "solution").mkdir()
+    (hw0 / "tests" / "test_x.py").write_text("def test_x():\n    assert True\n")
+    (hw0 / "solution" / "submission.py").write_text("x = 1\n")
+    (hw0 / "assignment.toml").write_text(
+        f'title = "HW0: closed"\nreleased = {(NOW - timedelta(days=9)).isoformat()}\n'
+        f"due = {(NOW - timedelta(days=5)).isoformat()}\nweight = 5\n"
+        f"[late]\ncutoff = {(NOW - timedelta(days=4)).isoformat()}\n"
+    )
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    page = client.get("/assignments").text
+    assert page.index("HW1: an MLP") < page.index("HW0: closed")  # due later, but open

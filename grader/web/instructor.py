@@ -2,43 +2,36 @@
 
 import csv
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, gradebook, gradebook_export, policies, submissions
+from grader import accounts, catalog, extensions, gradebook, policies, submissions
 from grader.assignments import Assignment
 from grader.config import Settings, get_settings
 from grader.deps import SessionDep
-from grader.models import Extension, SmokeRun, Submission, User, WebSession
+from grader.models import Extension, SmokeRun, Submission, User
 from grader.results import GradeResult
 from grader.web.common import (
-    CsrfCheckedDep,
+    InstructorFormDep,
     InstructorPageDep,
     PageError,
     counted,
+    counted_text,
+    flash_redirect,
+    lateness_text,
     local_time,
-    redirect,
     render,
 )
+from grader.web.exports import gradebook_csv_lines
+from grader.web.smoke_check import Pending, settle
 
 router = APIRouter(prefix="/instructor", include_in_schema=False)
-
-
-def _instructor_form(web: CsrfCheckedDep) -> WebSession:
-    # CsrfCheckedDep proves a signed-in session; POSTs here must also come from an instructor.
-    if web.user.role != "instructor":
-        raise PageError(403, "Instructors only", "This action is for the course's instructors.")
-    return web
-
-
-InstructorFormDep = Annotated[WebSession, Depends(_instructor_form)]
 
 
 @dataclass(frozen=True)
@@ -101,12 +94,14 @@ class AssignmentSummary:
     smoke: SmokeRun | None
     infrastructure_errors: int
     flagged: int
+    smoke_pending: list[Pending] = field(default_factory=list)  # a smoke check started from a page
 
 
 def summary(session: Session, assignment: Assignment) -> AssignmentSummary:
     """One assignment's submission counts and the reference solution's last smoke run."""
     slug = assignment.slug
     found = submissions.assignment_counts(session, slug=slug)
+    pending = settle(session=session, assignment=assignment)
     return AssignmentSummary(
         assignment=assignment,
         due_text=local_time(assignment.due, assignment.course.timezone),
@@ -115,6 +110,7 @@ def summary(session: Session, assignment: Assignment) -> AssignmentSummary:
         smoke=catalog.last_smoke(session=session, slug=slug),
         infrastructure_errors=found.infrastructure_errors,
         flagged=found.flagged,
+        smoke_pending=pending,
     )
 
 
@@ -184,10 +180,16 @@ class StudentAssignment:
     deadline: policies.Deadline
     extension: Extension | None
     due_text: str
+    cutoff_text: str  # "" when uploads never close
     due_local_input: str  # for <input type=datetime-local>, in the course's time zone
-    submissions: list[tuple[Submission, int, str]] = field(default_factory=list)  # (sub, late units, when)
+    cutoff_local_input: str
+    submissions: list[tuple[Submission, str, str]] = field(default_factory=list)  # (sub, lateness, when)
     counted_id: str | None = None
-    counted_percent: str = ""
+    counted_score: str = ""
+
+
+def _local_input(moment: datetime, timezone: str) -> str:
+    return policies.utc(moment).astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%dT%H:%M")
 
 
 def student_detail(
@@ -207,30 +209,24 @@ def student_detail(
         deadline = extensions.deadline_with(assignment, ext)
         mine = [s for s in subs if s.assignment == slug]
         chosen = counted(mine, user.login, deadline, assignment)
+        cutoff = deadline.cutoff
         out.append(
             StudentAssignment(
                 assignment=assignment,
                 deadline=deadline,
                 extension=ext,
                 due_text=local_time(deadline.due, tz),
-                due_local_input=deadline.due.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M"),
+                cutoff_text=local_time(cutoff, tz) if cutoff else "",
+                due_local_input=_local_input(deadline.due, tz),
+                cutoff_local_input=_local_input(ext.cutoff, tz) if ext and ext.cutoff else "",
                 submissions=[
-                    (s, policies.late_units(deadline, s.submitted_at), local_time(s.submitted_at, tz))
-                    for s in mine
+                    (s, lateness_text(deadline, s.submitted_at), local_time(s.submitted_at, tz)) for s in mine
                 ],
                 counted_id=chosen.submission.id if chosen else None,
-                counted_percent=f"{gradebook.rounded(chosen.final)}%" if chosen else "",
+                counted_score=counted_text(chosen) if chosen else "",
             )
         )
     return user, out
-
-
-def gradebook_csv_lines(session: Session, *, settings: Settings) -> Iterator[str]:
-    """The gradebook CSV, exactly what GET /api/gradebook.csv serves, as lines to stream."""
-    assignments = gradebook.in_order(catalog.current(session=session, settings=settings).values())
-    if not assignments:
-        return iter(())
-    return gradebook_export.export_csv(session=session, assignments=assignments, course=assignments[0].course)
 
 
 # ---- the pages ---------------------------------------------------------------------------------------
@@ -262,14 +258,16 @@ def assignment(request: Request, session: SessionDep, web: InstructorPageDep, sl
 
 
 @router.post("/assignments/{slug}/regrade")
-def regrade_all(session: SessionDep, web: InstructorFormDep, slug: str) -> Response:
+def regrade_all(request: Request, session: SessionDep, web: InstructorFormDep, slug: str) -> Response:
     """Queue every submission of the assignment to be graded again."""
     sent = submissions.regrade(session=session, settings=get_settings(), slug=slug)
-    return redirect(f"/instructor/assignments/{slug}?ok=Queued {sent} submission(s) for regrading.")
+    message = f"Queued {sent} submission{'s' * (sent != 1)} for regrading."
+    return flash_redirect(request, f"/instructor/assignments/{slug}", web, message)
 
 
 @router.post("/submissions/{submission_id}/regrade")
 def regrade_one(
+    request: Request,
     session: SessionDep,
     web: InstructorFormDep,
     submission_id: str,
@@ -277,10 +275,11 @@ def regrade_one(
 ) -> Response:
     """Queue one submission to be graded again."""
     sent = submissions.regrade(session=session, settings=get_settings(), submission_id=submission_id)
-    back = back if back.startswith("/instructor") else "/instructor"
-    return redirect(
-        f"{back}?ok=" + ("Queued the submission for regrading." if sent else "Nothing to regrade.")
-    )
+    # Only a page of ours: "/instructor.evil.example" or "//..." would be an open redirect.
+    back = back if back.startswith("/instructor/") or back == "/instructor" else "/instructor"
+    if sent:
+        return flash_redirect(request, back, web, "Queued the submission for regrading.")
+    return flash_redirect(request, back, web, "Nothing to regrade: it is being graded right now.", "error")
 
 
 @router.get("/students", response_class=HTMLResponse)
@@ -346,15 +345,19 @@ def extension(
                 session=session, user=user, assignment=assignment, due=due, cutoff=cutoff, reason=reason
             )
         except extensions.BadExtension as exc:
-            return _student_page(request, session, web, login, error=f"{slug}: {exc}", status=400)
+            # Back to the page's own address, not this form's: a reload must not post it again.
+            return flash_redirect(
+                request, f"/instructor/students/{login}#a-{slug}", web, f"{slug}: {exc}", "error"
+            )
         message = f"Saved the extension on {slug}."
-    return redirect(f"/instructor/students/{login}?ok={message}")
+    return flash_redirect(request, f"/instructor/students/{login}#a-{slug}", web, message)
 
 
 @router.get("/gradebook", response_class=HTMLResponse)
 def gradebook_page(request: Request, session: SessionDep, web: InstructorPageDep) -> Response:
-    """The gradebook as a table."""
-    table = list(csv.reader(gradebook_csv_lines(session, settings=get_settings())))
+    """The gradebook as a table, with its CSV files."""
+    settings = get_settings()
+    table = list(csv.reader(gradebook_csv_lines(session, settings=settings)))
     return render(
         request,
         "instructor_gradebook.html",
@@ -363,14 +366,5 @@ def gradebook_page(request: Request, session: SessionDep, web: InstructorPageDep
         nav="gradebook",
         header=table[0] if table else [],
         rows=table[1:],
-    )
-
-
-@router.get("/gradebook.csv")
-def gradebook_csv(session: SessionDep, web: InstructorPageDep) -> Response:
-    """The gradebook CSV, as the API serves it."""
-    return StreamingResponse(
-        gradebook_csv_lines(session, settings=get_settings()),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="gradebook.csv"'},
+        per_test=gradebook.in_order(catalog.current(session=session, settings=settings).values()),
     )

@@ -8,19 +8,34 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, feedback, gradebook, policies, submissions
+from grader import accounts, catalog, extensions, gradebook, policies, submissions
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
 from grader.db import utcnow
 from grader.deps import SessionDep
 from grader.models import Submission, User
-from grader.results import CellError, GradeError, GradeResult, TestResult
+from grader.results import GradeResult
 from grader.routes import forms
-from grader.schemas import HiddenTotal
-from grader.web.common import PageError, StudentPageDep, counted, local_time, redirect, render, submission_row
+from grader.smoke import packaged
+from grader.storage import upload_path
+from grader.web.common import (
+    PageError,
+    SignedInDep,
+    StudentPageDep,
+    clock_time,
+    counted,
+    counted_text,
+    lateness_text,
+    local_time,
+    redirect,
+    render,
+    score_text,
+    submission_row,
+)
+from grader.web.result_view import StudentResult, student_result
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,8 +61,9 @@ def time_left(due: datetime, now: datetime) -> str:
     return f"due {text} ago" if delta < timedelta(0) else f"{text} left"
 
 
-def late_policy_text(policy: LatePolicy, timezone: str) -> str:
-    """The late policy in one sentence for students."""
+def late_policy_text(policy: LatePolicy, timezone: str, cutoff: datetime | None = None) -> str:
+    """The late policy in one sentence for students; `cutoff`: the student's own (an extension moves it),
+    else the policy's."""
     if policy.penalty_percent == 0:
         text = "Late submissions are not penalised"
     else:
@@ -57,8 +73,9 @@ def late_policy_text(policy: LatePolicy, timezone: str) -> str:
         )
         if policy.grace_minutes:
             text += f", after a grace period of {policy.grace_minutes} minutes"
-    if policy.cutoff:
-        text += f"; no uploads after {local_time(policy.cutoff, timezone)}"
+    cutoff = cutoff or policy.cutoff
+    if cutoff:
+        text += f"; no uploads after {local_time(cutoff, timezone)}"
     return text + "."
 
 
@@ -81,6 +98,11 @@ class AssignmentRow:
     counted: gradebook.Scored | None
     open: bool
     cutoff_text: str
+    has_starter: bool = False
+
+    @property
+    def counted_text(self) -> str:
+        return counted_text(self.counted)
 
 
 @dataclass
@@ -90,6 +112,7 @@ class SubmissionItem:
     late_units: int
     penalty: Decimal
     counts: bool
+    lateness: str = ""
 
 
 @dataclass
@@ -110,25 +133,46 @@ def _row(session: Session, user: User, assignment: Assignment, subs: list[Submis
         extended=extension is not None,
         due_text=local_time(deadline.due, tz),
         time_left=time_left(deadline.due, now),
-        late_text=late_policy_text(deadline.policy, tz),
+        late_text=late_policy_text(deadline.policy, tz, deadline.cutoff),
         used=sum(charged(s) for s in subs),
         allowed=policy.max,
         per_hour=policy.per_hour,
         counted=counted(subs, user.login, deadline, assignment),
         open=deadline.cutoff is None or now <= deadline.cutoff,
         cutoff_text=local_time(deadline.cutoff, tz) if deadline.cutoff else "",
+        has_starter=assignment.starter_dir.is_dir(),
     )
 
 
 def assignment_rows(session: Session, *, user: User, settings: Settings) -> list[AssignmentRow]:
-    """The released assignments, soonest due first, with this student's standing on each."""
+    """The released assignments, open ones first, each group soonest due first, with this student's
+    standing on each."""
     now = utcnow()
     rows = [
         _row(session, user, a, submissions.of_student(session, user_id=user.id, slug=a.slug), now)
         for a in catalog.current(session=session, settings=settings).values()
         if policies.released(a, now)
     ]
-    return sorted(rows, key=lambda row: row.deadline.due)
+    return sorted(rows, key=lambda row: (not row.open, row.deadline.due))
+
+
+def refusal_text(
+    session: Session, exc: submissions.Refused, assignment: Assignment, user: User, now: datetime
+) -> str:
+    """The API's refusal said for a person: times in the course's zone, not UTC or seconds."""
+    tz = assignment.course.timezone
+    policy = assignment.submissions
+    if exc.reason == "rate_limited" and exc.retry_after is not None:
+        at = clock_time(now + timedelta(seconds=exc.retry_after), tz, now)
+        allowed = f"{policy.per_hour} submission{'s' * (policy.per_hour != 1)}"
+        return f"You have used the {allowed} allowed per hour: try again at {at}."
+    if exc.reason == "closed":
+        cutoff = extensions.deadline(session=session, assignment=assignment, user_id=user.id).cutoff
+        when = local_time(cutoff, tz) if cutoff else "its cutoff"
+        return f"{assignment.title} closed at {when}; uploads are no longer accepted."
+    if exc.reason == "max_submissions":
+        return f"You have used all {policy.max} submissions for {assignment.title}."
+    return exc.message
 
 
 def refusal_reason(session: Session, assignment: Assignment, user: User, now: datetime) -> str | None:
@@ -136,7 +180,7 @@ def refusal_reason(session: Session, assignment: Assignment, user: User, now: da
     try:
         submissions.check_limits(session=session, assignment=assignment, user_id=user.id, now=now)
     except submissions.Refused as exc:
-        return exc.message
+        return refusal_text(session, exc, assignment, user, now)
     return None
 
 
@@ -157,41 +201,11 @@ def assignment_page(session: Session, *, user: User, slug: str, settings: Settin
             late_units=policies.late_units(row.deadline, s.submitted_at),
             penalty=policies.penalty_percent(row.deadline, s.submitted_at),
             counts=s.id == counted_id,
+            lateness=lateness_text(row.deadline, s.submitted_at),
         )
         for s in subs
     ]
     return AssignmentPage(row=row, submissions=items, refusal=refusal_reason(session, assignment, user, now))
-
-
-@dataclass
-class StudentResult:
-    """A result as its student may see it (grader.feedback decides what of the hidden tests)."""
-
-    status: str
-    score: float
-    max_score: float | None
-    tests: list[TestResult]
-    hidden_total: HiddenTotal | None  # shown when hidden tests appear only as a total
-    error: GradeError | None
-    output: str
-    output_truncated: bool
-    cell_errors: list[CellError]
-
-
-def student_result(result: GradeResult, hidden: str) -> StudentResult:
-    """The result with hidden tests shown as the assignment's feedback.hidden allows."""
-    tests, total, error = feedback.for_student(result, hidden=hidden)
-    return StudentResult(
-        status=result.status,
-        score=result.score,
-        max_score=result.max_score,
-        tests=list(tests),
-        hidden_total=total if hidden == "score" else None,
-        error=error,
-        output=result.output,
-        output_truncated=result.output_truncated,
-        cell_errors=result.cell_errors,
-    )
 
 
 @dataclass
@@ -205,6 +219,9 @@ class SubmissionView:
     final_score: Decimal | None
     counts: bool
     state: dict
+    lateness: str = ""
+    score: str = ""  # before the late penalty
+    final_text: str = ""  # after it
 
 
 def _state(sub: Submission) -> dict:
@@ -250,6 +267,9 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
         final_score=final,
         counts=chosen is not None and chosen.submission.id == sub.id,
         state=_state(sub),
+        lateness=lateness_text(deadline, sub.submitted_at),
+        score=score_text(sub.score, sub.max_score) if sub.status == "graded" else "",
+        final_text=score_text(final, sub.max_score) if final is not None else "",
     )
 
 
@@ -329,16 +349,57 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
             data=data,
         )
     except submissions.Refused as exc:
-        return refuse(exc.message, REFUSED_STATUS.get(exc.reason, 400))
+        message = refusal_text(session, exc, assignment, web.user, utcnow())
+        return refuse(message, REFUSED_STATUS.get(exc.reason, 400))
     url = f"/submissions/{submission.id}"
     return JSONResponse({"url": url}, status_code=201) if wants_json else redirect(url)
 
 
+@router.get("/assignments/{slug}/starter")
+def starter_download(session: SessionDep, web: StudentPageDep, slug: str) -> Response:
+    """The assignment's starter: its notebook as is, or its files zipped."""
+    assignment = catalog.current(session=session, settings=get_settings()).get(slug)
+    if (
+        assignment is None
+        or not policies.released(assignment, utcnow())
+        or not assignment.starter_dir.is_dir()
+    ):
+        raise PageError(404, "No starter", f"There is no starter for {slug!r}.")
+    name, data = packaged(assignment.starter_dir)
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{slug}-{name}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/submissions/{submission_id}/download")
+def submission_download(session: SessionDep, web: StudentPageDep, submission_id: str) -> Response:
+    """The student's own upload, exactly as they sent it."""
+    sub = submissions.owned(session, submission_id=submission_id, user_id=web.user.id)
+    path = upload_path(get_settings(), sub.sha256) if sub else None
+    if sub is None or not path.is_file():
+        raise PageError(404, "No such submission", "There is no such submission among yours.")
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=sub.filename,
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"},
+    )
+
+
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)
 def submission_detail(
-    request: Request, session: SessionDep, web: StudentPageDep, submission_id: str
+    request: Request, session: SessionDep, web: SignedInDep, submission_id: str
 ) -> Response:
-    """One of the student's submissions with its result."""
+    """One of the student's submissions with its result (staff go to their own view of it)."""
+    if web.user.is_instructor:
+        return redirect(f"/instructor/submissions/{submission_id}")
+    if web.user.role != "student":
+        raise PageError(403, "Students only", "These pages are for students.")
     view = submission_view(session, user=web.user, submission_id=submission_id, settings=get_settings())
     if view is None:
         # Someone else's submission reads exactly like one that does not exist.
