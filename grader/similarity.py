@@ -12,6 +12,7 @@ submission leaves the server. Why copydetect, and how the threshold was chosen: 
 """
 
 import bisect
+import functools
 import io
 import time
 from collections.abc import Callable, Iterable
@@ -35,9 +36,10 @@ WINDOW_CHARS = 30
 # A pair is likely copied when this share of one submission's own code (starter and solution taken
 # out) is found in the other: docs/similarity.md has the measurements behind it.
 THRESHOLD = 0.5
-# Pairs sharing fewer lines are not flagged whatever their share: a student who wrote three lines of
-# their own can share them all by chance.
-MIN_LINES = 5
+# Pairs sharing less tokenized code than this are not flagged whatever their share: a student who wrote
+# two lines of their own can share them by chance. One fingerprint is NOISE_CHARS; copies of a whole
+# homework share hundreds of them.
+MIN_SHARED_CHARS = 4 * NOISE_CHARS
 # What a report keeps: the most similar pairs, at most this many (the CSV lists them all).
 MAX_PAIRS = 1000
 # A document longer than this is cut (a zip may hold megabytes of generated code); the report says so.
@@ -62,6 +64,7 @@ class Pair(BaseModel):
     score: float  # the larger of the two shares
     share_a: float  # share of a's own code (boilerplate taken out) found in b
     share_b: float
+    shared_chars: int  # tokenized code in common (names count one character each)
     lines_a: int  # lines of a that hold matching code
     lines_b: int
     regions_a: list[tuple[int, int]] = Field(default_factory=list)  # [start, end) in a's code
@@ -72,8 +75,8 @@ class Pair(BaseModel):
         return max(self.lines_a, self.lines_b)
 
     def flagged(self, threshold: float) -> bool:
-        """Likely copied: over the threshold, on enough lines to mean something."""
-        return self.score >= threshold and self.lines >= MIN_LINES
+        """Likely copied: over the threshold, on enough code to mean something."""
+        return self.score >= threshold and self.shared_chars >= MIN_SHARED_CHARS
 
 
 class Report(BaseModel):
@@ -214,10 +217,43 @@ def boilerplate(assignment: Assignment, *, settings: Settings) -> dict[str, str]
 # ---- the comparison -------------------------------------------------------------------------------------
 
 
+_BASE = 0x9E3779B97F4A7C15  # odd, 64 bits
+
+
+@functools.cache
+def _powers(k: int):
+    import numpy as np
+
+    return np.array([pow(_BASE, k - 1 - j, 2**64) for j in range(k)], dtype=np.uint64)
+
+
+def _kgram_hashes(string: str, k: int):
+    """The hashes of every k characters of the string: copydetect.utils.hashed_kgrams, with a polynomial
+    hash modulo 2**64 instead of Python's hash(), which is salted per process. So a report built twice
+    is the same report, and a page's highlights do not change when it is rebuilt."""
+    import numpy as np
+
+    codes = np.frombuffer(string.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if len(codes) < k:
+        return np.array([], dtype=np.int64)
+    return (np.lib.stride_tricks.sliding_window_view(codes, k) @ _powers(k)).view(np.int64)
+
+
+@functools.cache
+def _copydetect():
+    """copydetect, imported here (it imports matplotlib, which only this needs), with stable hashes."""
+    import copydetect
+    import copydetect.utils
+
+    copydetect.utils.hashed_kgrams = _kgram_hashes
+    return copydetect
+
+
 def _fingerprint(code: str, boilerplate_hashes: set[int]):
     """copydetect's fingerprint of the code with the boilerplate's fingerprints taken out."""
-    from copydetect import CodeFingerprint  # here: it imports matplotlib, which only this needs
     from copydetect.utils import get_token_coverage
+
+    CodeFingerprint = _copydetect().CodeFingerprint  # noqa: N806 (a class)
 
     # copydetect's own boilerplate filter (numpy's intersect1d with assume_unique) keeps all but the
     # first of a fingerprint that occurs twice in a document; taking them out of its index takes all.
@@ -234,7 +270,7 @@ def _fingerprint(code: str, boilerplate_hashes: set[int]):
 
 
 def _boilerplate_hashes(codes: Iterable[str]) -> set[int]:
-    from copydetect import CodeFingerprint
+    CodeFingerprint = _copydetect().CodeFingerprint  # noqa: N806 (a class)
 
     hashes: set[int] = set()
     for code in codes:
@@ -263,8 +299,7 @@ def compare(
 ) -> tuple[list[Pair], int]:
     """Every pair of documents but archive against archive, boilerplate taken out: the pairs with any
     match, most similar first, and how many pairs were compared."""
-    from copydetect import compare_files
-
+    compare_files = _copydetect().compare_files
     report = progress or (lambda stage, done, total: None)
     bp = _boilerplate_hashes(boilerplate_code)
     prints = []
@@ -285,7 +320,7 @@ def compare(
             report("comparing", done, len(todo))
         if not prints[i].hashes & prints[j].hashes:
             continue
-        _overlap, (share_a, share_b), (slices_a, slices_b) = compare_files(prints[i], prints[j])
+        overlap, (share_a, share_b), (slices_a, slices_b) = compare_files(prints[i], prints[j])
         if len(slices_a[0]) == 0:
             continue
         a, b = documents[i], documents[j]
@@ -297,6 +332,7 @@ def compare(
                 score=round(float(max(share_a, share_b)), 4),
                 share_a=round(float(share_a), 4),
                 share_b=round(float(share_b), 4),
+                shared_chars=int(overlap),
                 lines_a=_lines(a.code, regions_a),
                 lines_b=_lines(b.code, regions_b),
                 regions_a=regions_a,

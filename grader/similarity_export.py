@@ -4,7 +4,7 @@
 from collections.abc import Iterator
 
 from grader import csv_export
-from grader.similarity import MIN_LINES, Report, segments
+from grader.similarity import MIN_SHARED_CHARS, Report, segments
 
 # Pairs shown side by side in the HTML file, most similar first: the flagged ones, at least this many.
 SIDE_BY_SIDE = 20
@@ -73,5 +73,5 @@ def html(report: Report) -> str:
         report=report,
         labels={key: doc.label for key, doc in docs.items()},
         side_by_side=side_by_side,
-        min_lines=MIN_LINES,
+        min_shared=MIN_SHARED_CHARS,
     )

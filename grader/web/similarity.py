@@ -53,7 +53,7 @@ def page(request: Request, session: SessionDep, web: InstructorPageDep, slug: st
         job=job,
         working=job is not None and job.alive(settings),
         archive=similarity_jobs.archive_for(settings, slug),
-        min_lines=similarity.MIN_LINES,
+        min_shared=similarity.MIN_SHARED_CHARS,
     )
 
 
@@ -106,10 +106,7 @@ def pair(
     left, right = report.document(a), report.document(b)
     if found is None or left is None or right is None:
         raise PageError(404, "No such pair", "The report holds no match between these two submissions.")
-    # Shown in the order asked for.
-    swap = found.a != a
-    if swap:
-        left, right = right, left
+    swap = found.a != a  # left is a, as asked; the pair may hold them the other way round
     return render(
         request,
         "similarity_pair.html",
