@@ -10,7 +10,8 @@
     fetch(box.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (s) {
-        if (!s.working) { window.location.reload(); return; }
+        // Without the query string: its flash ("Building ...") is over.
+        if (!s.working) { window.location.replace(window.location.pathname); return; }
         note.textContent = s.status === "queued" ? "Waiting for a worker ..."
           : (s.stage || "starting") + (s.total ? ": " + s.done + " of " + s.total : "") + " ...";
         if (bar && s.total) { bar.value = s.percent; }
