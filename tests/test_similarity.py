@@ -107,10 +107,11 @@ def test_highlighted_regions_are_the_shared_code():
 
 
 def test_lines_count_every_line_a_region_touches():
-    text = "a = 1\nb = 2\nc = 3\nd = 4\n"
-    assert similarity._lines(text, [(0, 3)]) == 1
-    assert similarity._lines(text, [(2, 9)]) == 2
-    assert similarity._lines(text, [(0, 3), (1, 4), (12, len(text))]) == 3
+    starts = similarity._line_starts("a = 1\nb = 2\nc = 3\nd = 4\n")
+    assert starts == [0, 6, 12, 18, 24]
+    assert similarity._lines(starts, [(0, 3)]) == 1
+    assert similarity._lines(starts, [(2, 9)]) == 2
+    assert similarity._lines(starts, [(0, 3), (1, 4), (12, 24)]) == 3
 
 
 def test_a_zip_is_its_py_files_and_a_notebook_its_code_cells():
