@@ -256,12 +256,11 @@ def _fingerprint(code: str, boilerplate_hashes: set[int]):
 
     CodeFingerprint = _copydetect().CodeFingerprint  # noqa: N806 (a class)
 
-    # copydetect's own boilerplate filter (numpy's intersect1d with assume_unique) keeps all but the
-    # first of a fingerprint that occurs twice in a document; taking them out of its index takes all.
     fingerprint = CodeFingerprint(
         "submission.py", NOISE_CHARS, WINDOW_CHARS, language="python", fp=io.StringIO(code)
     )
-    # Python ints, not numpy's: the set operations of every comparison run several times faster.
+    # Python ints, not numpy's: the set operations of every comparison run several times faster. The
+    # boilerplate is taken out of that index here, as copydetect's `boilerplate` argument would.
     fingerprint.hash_idx = {int(value): places for value, places in fingerprint.hash_idx.items()}
     fingerprint.hashes = set(fingerprint.hash_idx)
     common = fingerprint.hashes & boilerplate_hashes

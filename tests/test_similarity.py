@@ -7,7 +7,10 @@ reordered the functions; sam and tom handed in the starter with one (different) 
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -104,6 +107,26 @@ def test_highlighted_regions_are_the_shared_code():
     assert "onehot = np.eye(logits.shape[1])[y]" in shared  # eve's `targets = ...`, renamed
     assert "def linear_forward" not in shared  # the starter's, taken out
     assert "".join(text for text, _ in similarity.segments(bob, pair.regions_a)) == bob
+
+
+def test_two_processes_with_other_hash_seeds_give_the_same_report():
+    script = (
+        "import json, sys; from tests.test_similarity import documents, code; from grader import similarity\n"
+        "pairs, _ = similarity.compare(documents('bob', 'eve', 'cyd'), [code('starter'), code('solution')])\n"
+        "print(json.dumps([p.model_dump() for p in pairs]))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1] and json.loads(runs[0])[0]["score"] > 0.5
 
 
 def test_lines_count_every_line_a_region_touches():
