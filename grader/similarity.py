@@ -57,6 +57,10 @@ class Document(BaseModel):
     submission_id: str | None = None
     code: str
     cut: bool = False  # longer than MAX_DOCUMENT_CHARS: the rest was not compared
+    # The share of its own code (the starter's taken out) found in the reference solution: honest short
+    # answers often match it; most of a long submission matching it may be a leaked solution.
+    solution_share: float = 0.0
+    own_chars: int = 0  # its tokenized code, the starter's taken out
 
 
 class Pair(BaseModel):
@@ -93,6 +97,12 @@ class Report(BaseModel):
     compared: int  # pairs compared
     pairs: list[Pair]  # most similar first; only pairs with any match
     duration_s: float = 0.0
+
+    @property
+    def closest_to_solution(self) -> list[Document]:
+        """This term's submissions with code of their own, the most like the reference solution first."""
+        mine = [doc for doc in self.documents if doc.kind == "student" and doc.own_chars >= MIN_SHARED_CHARS]
+        return sorted(mine, key=lambda doc: (-doc.solution_share, doc.key))
 
     def document(self, key: str) -> Document | None:
         return next((doc for doc in self.documents if doc.key == key), None)
@@ -250,8 +260,9 @@ def _copydetect():
     return copydetect
 
 
-def _fingerprint(code: str, boilerplate_hashes: set[int]):
-    """copydetect's fingerprint of the code with the boilerplate's fingerprints taken out."""
+def _fingerprint(code: str, starter: set[int], solution: set[int]):
+    """copydetect's fingerprint of the code with the starter's and the solution's fingerprints taken
+    out; and the share of the code (the starter's taken out) that is the solution's."""
     from copydetect.utils import get_token_coverage
 
     CodeFingerprint = _copydetect().CodeFingerprint  # noqa: N806 (a class)
@@ -261,17 +272,19 @@ def _fingerprint(code: str, boilerplate_hashes: set[int]):
     )
     # Python ints, not numpy's: the set operations of every comparison run several times faster. The
     # boilerplate is taken out of that index here, as copydetect's `boilerplate` argument would.
-    fingerprint.hash_idx = {int(value): places for value, places in fingerprint.hash_idx.items()}
-    fingerprint.hashes = set(fingerprint.hash_idx)
-    common = fingerprint.hashes & boilerplate_hashes
-    if common:
-        fingerprint.hashes -= common
-        for value in common:
-            del fingerprint.hash_idx[value]
-        fingerprint.token_coverage = get_token_coverage(
-            fingerprint.hash_idx, NOISE_CHARS, len(fingerprint.filtered_code)
-        )
-    return fingerprint
+    index = {int(value): places for value, places in fingerprint.hash_idx.items() if value not in starter}
+    written = get_token_coverage(index, NOISE_CHARS, len(fingerprint.filtered_code))
+    as_solution = {value: places for value, places in index.items() if value in solution}
+    solution_share = (
+        get_token_coverage(as_solution, NOISE_CHARS, len(fingerprint.filtered_code)) / written
+        if written
+        else 0.0
+    )
+    for value in as_solution:
+        del index[value]
+    fingerprint.hash_idx, fingerprint.hashes = index, set(index)
+    fingerprint.token_coverage = get_token_coverage(index, NOISE_CHARS, len(fingerprint.filtered_code))
+    return fingerprint, float(solution_share), int(written)
 
 
 def _boilerplate_hashes(codes: Iterable[str]) -> set[int]:
@@ -305,17 +318,26 @@ def _lines(starts: list[int], regions: list[tuple[int, int]]) -> int:
 
 
 def compare(
-    documents: list[Document], boilerplate_code: Iterable[str], *, progress: Progress | None = None
+    documents: list[Document],
+    starter: Iterable[str] = (),
+    solution: Iterable[str] = (),
+    *,
+    progress: Progress | None = None,
 ) -> tuple[list[Pair], int]:
-    """Every pair of documents but archive against archive, boilerplate taken out: the pairs with any
-    match, most similar first, and how many pairs were compared."""
+    """Every pair of documents but archive against archive, the starter and the solution taken out: the
+    pairs with any match, most similar first, and how many pairs were compared. Sets each document's
+    solution_share."""
     compare_files = _copydetect().compare_files
     report = progress or (lambda stage, done, total: None)
-    bp = _boilerplate_hashes(boilerplate_code)
+    starter_hashes = _boilerplate_hashes(starter)
+    solution_hashes = _boilerplate_hashes(solution) - starter_hashes
     prints = []
     for index, doc in enumerate(documents):
         report("fingerprinting", index, len(documents))
-        prints.append(_fingerprint(doc.code, bp))
+        fingerprint, doc.solution_share, doc.own_chars = _fingerprint(
+            doc.code, starter_hashes, solution_hashes
+        )
+        prints.append(fingerprint)
     report("fingerprinting", len(documents), len(documents))
     starts = [_line_starts(doc.code) for doc in documents]
     todo = [
@@ -375,7 +397,12 @@ def build(
         documents += old
         skipped += old_skipped
     given = boilerplate(assignment, settings=settings)
-    pairs, compared = compare(documents, given.values(), progress=progress)
+    pairs, compared = compare(
+        documents,
+        [code for name, code in given.items() if name.startswith("starter/")],
+        [code for name, code in given.items() if name.startswith("solution/")],
+        progress=progress,
+    )
     return Report(
         slug=assignment.slug,
         created_at=utcnow(),

@@ -67,7 +67,7 @@ def scores(pairs: list[similarity.Pair]) -> dict[frozenset, similarity.Pair]:
 
 def test_copies_rank_first_and_independent_work_stays_below_the_threshold():
     names = ["ada", "bob", "cyd", "dan", "eve", "sam", "tom"]
-    pairs, compared = similarity.compare(documents(*names), [code("starter"), code("solution")])
+    pairs, compared = similarity.compare(documents(*names), [code("starter")], [code("solution")])
     assert compared == len(names) * (len(names) - 1) // 2
     assert [{p.a, p.b} for p in pairs[:2]] == COPIES
     found = scores(pairs)
@@ -87,16 +87,26 @@ def test_copies_rank_first_and_independent_work_stays_below_the_threshold():
 
 
 def test_the_starter_alone_does_not_make_two_submissions_similar():
-    given = [code("starter"), code("solution")]
-    pairs, _ = similarity.compare(documents("sam", "tom"), given)
+    pairs, _ = similarity.compare(documents("sam", "tom"), [code("starter")], [code("solution")])
     assert pairs == []
     # What the boilerplate removal prevents: without it, the starter they share is a near-total match.
-    pairs, _ = similarity.compare(documents("sam", "tom"), [])
+    pairs, _ = similarity.compare(documents("sam", "tom"))
     assert pairs[0].score > 0.9 and pairs[0].flagged(similarity.THRESHOLD)
 
 
+def test_a_copy_of_the_reference_solution_shows_as_its_share_of_the_solution():
+    docs = documents("ada", "bob") + [
+        similarity.Document(key="leak", label="leak", kind="student", code=code("solution"))
+    ]
+    pairs, _ = similarity.compare(docs, [code("starter")], [code("solution")])
+    share = {doc.key: doc.solution_share for doc in docs}
+    assert share["leak"] == 1.0
+    assert share["ada"] < 0.3 and share["bob"] < 0.3, share
+    assert all("leak" not in (p.a, p.b) for p in pairs)  # it has no code of its own to compare
+
+
 def test_highlighted_regions_are_the_shared_code():
-    pairs, _ = similarity.compare(documents("bob", "eve"), [code("starter"), code("solution")])
+    pairs, _ = similarity.compare(documents("bob", "eve"), [code("starter")], [code("solution")])
     pair = pairs[0]
     bob = code("bob")
     shared = "".join(
@@ -111,8 +121,9 @@ def test_highlighted_regions_are_the_shared_code():
 
 def test_two_processes_with_other_hash_seeds_give_the_same_report():
     script = (
-        "import json, sys; from tests.test_similarity import documents, code; from grader import similarity\n"
-        "pairs, _ = similarity.compare(documents('bob', 'eve', 'cyd'), [code('starter'), code('solution')])\n"
+        "import json; from tests.test_similarity import documents, code; from grader import similarity\n"
+        "given = [code('starter')], [code('solution')]\n"
+        "pairs, _ = similarity.compare(documents('bob', 'eve', 'cyd'), *given)\n"
         "print(json.dumps([p.model_dump() for p in pairs]))\n"
     )
     runs = [
@@ -374,6 +385,8 @@ def test_the_instructor_builds_reads_and_downloads_the_report(course):
     assert "likely copied" in page and "Ada (ada)" in page
     first = page.split("<tbody>")[1].split("</tr>")[0]  # the copy is first
     assert "Ada (ada)" in first and "Dan (dan)" in first and "likely copied" in first
+    closest = page.split("Closest to the reference solution")[1]
+    assert all(name in closest for name in ("Ada (ada)", "Bob (bob)", "Cyd (cyd)", "Dan (dan)"))
     pair = client.get(f"{base}/pair", params={"a": "dan", "b": "ada"})
     assert pair.status_code == 200
     assert pair.text.index("Dan (dan)") < pair.text.index("Ada (ada)")  # in the order asked for
@@ -435,3 +448,27 @@ def test_the_cli_prints_the_pairs_and_writes_the_files(course, tmp_path):
     assert similarity_jobs.load_report(settings, "hw1-mlp").trigger == "cli"
     missing = CliRunner().invoke(cli, ["similarity", "hw9"])
     assert missing.exit_code == 2
+
+
+def test_on_the_service_the_job_is_a_celery_task_on_the_cpu_queue(course, monkeypatch):
+    _app, _sessions, settings = course
+    service = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})  # nothing listens there
+    job = similarity_jobs.request(settings=service, slug="hw1-mlp", trigger="instructor")
+    assert job.status == "failed" and "unreachable" in job.error
+    assert similarity_jobs.read_job(settings, "hw1-mlp").status == "failed"
+
+    sent = []
+
+    class Publisher:
+        def send_task(self, name, args, queue):
+            sent.append((name, args, queue))
+
+    monkeypatch.setattr("grader.worker.publisher", lambda url: Publisher())
+    job = similarity_jobs.request(settings=service, slug="hw1-mlp", trigger="instructor")
+    assert sent == [("grader.similarity", ["hw1-mlp", job.id], "cpu")]
+    from grader import tasks
+
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    assert tasks.similarity.run("hw1-mlp", job.id) == "done"  # what the worker runs
+    assert tasks.similarity.run("hw1-mlp", job.id) == "skipped"  # delivered twice: once
+    assert similarity_jobs.load_report(settings, "hw1-mlp").pairs[0].score == 1.0
