@@ -159,6 +159,16 @@ def after_cutoff(*, settings: Settings) -> list[str]:
         for slug, assignment in catalog.current(session=session, settings=settings).items():
             marker = folder(settings, slug) / "cutoff"
             if marker.exists():
+                job = read_job(settings, slug)
+                # Asked, but lost: the embedded process stopped with it queued, or its worker died.
+                if (
+                    job
+                    and job.trigger == "cutoff"
+                    and job.status in ("queued", "running")
+                    and not job.alive(settings)
+                ):
+                    if request(settings=settings, slug=slug, trigger="cutoff").status != "failed":
+                        asked.append(slug)
                 continue
             cutoff = similarity.last_cutoff(session=session, assignment=assignment)
             if cutoff is None or cutoff > now:

@@ -343,6 +343,14 @@ def test_the_report_is_asked_for_once_after_the_last_cutoff(course):
     job = wait_for_job(settings)
     assert job.trigger == "cutoff" and job.status == "done"
 
+    # Asked for, then lost (the process stopped with it queued): the sweeper asks again once it is stale.
+    stale = job.model_copy(
+        update={"id": "lost", "status": "queued", "requested_at": NOW - timedelta(hours=1)}
+    )
+    similarity_jobs._save(settings, stale)
+    assert similarity_jobs.after_cutoff(settings=settings) == ["hw1-mlp"]
+    assert wait_for_job(settings).id != "lost"
+
 
 def test_an_extension_past_the_cutoff_delays_the_automatic_report(course):
     _app, sessions, settings = course

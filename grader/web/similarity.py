@@ -76,9 +76,10 @@ def status(session: SessionDep, web: InstructorPageDep, slug: str) -> Response:
     settings = get_settings()
     job = similarity_jobs.read_job(settings, slug)
     if job is None:
-        return JSONResponse({"status": None, "working": False})
+        return JSONResponse({"status": None, "working": False}, headers={"Cache-Control": "no-store"})
     return JSONResponse(
-        {
+        headers={"Cache-Control": "no-store"},
+        content={
             "status": job.status,
             "working": job.alive(settings),
             "stage": job.stage,
@@ -86,7 +87,7 @@ def status(session: SessionDep, web: InstructorPageDep, slug: str) -> Response:
             "total": job.total,
             "percent": job.percent,
             "error": job.error,
-        }
+        },
     )
 
 
