@@ -210,19 +210,24 @@ def _notebooks_as_modules(files: dict[str, bytes]) -> dict[str, bytes]:
     return out
 
 
-def boilerplate(assignment: Assignment, *, settings: Settings) -> dict[str, str]:
-    """The code every student was given or is expected to write alike: the starter and the reference
-    solution, by their place in the assignment folder."""
-    found = {}
+def boilerplate(assignment: Assignment, *, settings: Settings) -> tuple[dict[str, str], list[str]]:
+    """The code every student was given or is expected to write alike, by its place in the assignment
+    folder: the starter and the reference solution. And those that could not be read, with why."""
+    found, skipped = {}, []
     for folder in (assignment.starter_dir, assignment.solution_dir):
         if not folder.is_dir():
             continue
         source = submission_source(folder)
-        unpacked = unpack_path(
-            source, assignment, max_bytes=settings.max_unpacked_bytes, max_files=settings.max_upload_files
-        )
-        found[source.relative_to(assignment.path).as_posix()] = code_of(unpacked.files)
-    return found
+        name = source.relative_to(assignment.path).as_posix()
+        try:
+            unpacked = unpack_path(
+                source, assignment, max_bytes=settings.max_unpacked_bytes, max_files=settings.max_upload_files
+            )
+        except (OSError, BadUpload) as exc:
+            skipped.append(f"{name} (not taken out): {exc}")
+            continue
+        found[name] = code_of(unpacked.files)
+    return found, skipped
 
 
 # ---- the comparison -------------------------------------------------------------------------------------
@@ -396,7 +401,8 @@ def build(
         old, old_skipped = archive_documents(archive, settings=settings)
         documents += old
         skipped += old_skipped
-    given = boilerplate(assignment, settings=settings)
+    given, unreadable = boilerplate(assignment, settings=settings)
+    skipped += unreadable
     pairs, compared = compare(
         documents,
         [code for name, code in given.items() if name.startswith("starter/")],

@@ -480,3 +480,16 @@ def test_on_the_service_the_job_is_a_celery_task_on_the_cpu_queue(course, monkey
     assert tasks.similarity.run("hw1-mlp", job.id) == "done"  # what the worker runs
     assert tasks.similarity.run("hw1-mlp", job.id) == "skipped"  # delivered twice: once
     assert similarity_jobs.load_report(settings, "hw1-mlp").pairs[0].score == 1.0
+
+
+def test_an_unreadable_starter_is_reported_and_the_rest_still_compared(course):
+    _app, sessions, settings = course
+    (settings.assignments_dir / "hw1-mlp" / "starter" / "hw1-mlp.ipynb").write_text("{ not a notebook")
+    from grader import catalog
+
+    with sessions() as session:
+        assignment = catalog.current(session=session, settings=settings)["hw1-mlp"]
+        report = similarity.build(session=session, settings=settings, assignment=assignment)
+    assert report.boilerplate == ["solution/solution.ipynb"]
+    assert any(line.startswith("starter/hw1-mlp.ipynb (not taken out)") for line in report.skipped)
+    assert {report.pairs[0].a, report.pairs[0].b} == {"ada", "dan"}
