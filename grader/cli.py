@@ -321,6 +321,76 @@ def smoke(
     raise typer.Exit(1 if problems else 0)
 
 
+# --- Similarity reports (docs/similarity.md) ---
+
+
+@app.command("similarity")
+def similarity_report(
+    slug: str = typer.Argument(..., help="the assignment"),
+    archive: Path | None = typer.Option(
+        None, help="earlier terms' submissions (default: GRADER_SIMILARITY_ARCHIVE_DIR/SLUG when it exists)"
+    ),
+    html: Path | None = typer.Option(None, "--html", help="also write the report as one HTML file"),
+    csv_file: Path | None = typer.Option(None, "--csv", help="also write every pair as CSV"),
+    top: int = typer.Option(20, min=0, help="pairs to print"),
+) -> None:
+    """Compare every student's counted submission to one assignment, starter and solution taken out; the
+    report is stored for the instructor's page too."""
+    from rich.progress import Progress
+
+    from grader import catalog, similarity, similarity_export, similarity_jobs
+    from grader.db import session_factory
+
+    settings = get_settings()
+    if archive is not None and not archive.is_dir():
+        console.print(f"--archive {archive}: no such folder", markup=False, highlight=False)
+        raise typer.Exit(2)
+    with session_factory(settings)() as session, Progress(console=console) as progress:
+        assignment = catalog.current(session=session, settings=settings).get(slug)
+        if assignment is None:
+            console.print(f"no assignment {slug!r} in {settings.assignments_dir}", markup=False)
+            raise typer.Exit(2)
+        bar = progress.add_task("reading submissions", total=None)
+
+        def advance(stage: str, done: int, total: int) -> None:
+            progress.update(bar, description=stage, completed=done, total=total or None)
+
+        report = similarity.build(
+            session=session,
+            settings=settings,
+            assignment=assignment,
+            archive=archive or similarity_jobs.archive_for(settings, slug),
+            trigger="cli",
+            progress=advance,
+        )
+    similarity_jobs.save_report(settings, report)
+    labels = {doc.key: doc.label for doc in report.documents}
+    table = Table(title=f"{slug}: {len(report.documents)} submissions, {report.compared} pairs")
+    for column in ("score", "A", "B", "A in B", "B in A", "lines", ""):
+        table.add_column(column)
+    for pair in report.pairs[:top]:
+        table.add_row(
+            f"{100 * pair.score:.0f}%",
+            labels[pair.a],
+            labels[pair.b],
+            f"{100 * pair.share_a:.0f}%",
+            f"{100 * pair.share_b:.0f}%",
+            f"{pair.lines_a}/{pair.lines_b}",
+            "[red]likely copied[/]" if pair.flagged(report.threshold) else "",
+        )
+    Console().print(table)
+    for reason in report.skipped:
+        console.print(f"not compared: {reason}", style="yellow", markup=False, highlight=False)
+    if html:
+        html.write_text(similarity_export.html(report), encoding="utf-8")
+    if csv_file:
+        csv_file.write_text("".join(similarity_export.csv_lines(report)), encoding="utf-8")
+    console.print(
+        f"{len(report.flagged)} pair(s) likely copied (score >= {100 * report.threshold:.0f}%); "
+        f"{report.duration_s:.1f} s"
+    )
+
+
 # --- The service: database, API and workers (docs/service.md); accounts and tokens: cli_accounts ---
 
 

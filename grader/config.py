@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     embedded_workers: int = Field(default=1, ge=1, le=64)
     # API tokens expire this long after `grader token create` (which takes --expires-in for another).
     token_lifetime_days: int = Field(default=180, ge=1, le=3650)
+    # Earlier terms' submissions for the similarity report: <this>/<slug>/ holds one assignment's (.ipynb,
+    # .zip and .py files at any depth). Empty: data_dir/archive.
+    similarity_archive_dir: Path | None = None
 
     @field_validator("data_dir", "assignments_dir")
     @classmethod
@@ -54,6 +57,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'grader.db'}"
+
+    @property
+    def similarity_archive_root(self) -> Path:
+        return (self.similarity_archive_dir or self.data_dir / "archive").expanduser().resolve()
 
     @property
     def embedded(self) -> bool:

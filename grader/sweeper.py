@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select
 
-from grader import dispatch, engine, grading
+from grader import dispatch, engine, grading, similarity_jobs
 from grader.config import Settings
 from grader.db import session_factory, utcnow
 from grader.models import Submission
@@ -76,6 +76,11 @@ def sweep(*, settings: Settings) -> dict[str, int]:
         ]
         grading.mark_sent(session=session, submission_ids=[sid for sid, _ in stale])
         sent = dispatch.enqueue(session=session, settings=settings, submissions=stale)
+
+    try:
+        similarity_jobs.after_cutoff(settings=settings)
+    except Exception:  # a similarity report is never worth a sweep: grading goes on
+        log.exception("could not ask for the similarity reports due after a cutoff")
 
     if requeued or stale:
         log.info(

@@ -5,7 +5,7 @@ import logging
 from billiard.process import current_process
 from celery import signals
 
-from grader import db, grading, sweeper
+from grader import db, grading, similarity_jobs, sweeper
 from grader.config import get_settings
 from grader.worker import GRADE_TASK, app
 
@@ -25,6 +25,12 @@ def grade(self, submission_id: str) -> str:
     if done.retry_in is not None:
         raise self.retry(exc=done.failure, countdown=done.retry_in, max_retries=None)
     return done.status
+
+
+@app.task(name=similarity_jobs.SIMILARITY_TASK, acks_late=True, reject_on_worker_lost=True)
+def similarity(slug: str, job_id: str) -> str:
+    """Build one assignment's similarity report (grader.similarity_jobs); a job run twice is run once."""
+    return similarity_jobs.run(settings=get_settings(), slug=slug, job_id=job_id)
 
 
 @signals.worker_process_init.connect
