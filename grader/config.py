@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     embedded_workers: int = Field(default=1, ge=1, le=64)
     # API tokens expire this long after `grader token create` (which takes --expires-in for another).
     token_lifetime_days: int = Field(default=180, ge=1, le=3650)
+    # TAs grade and read submissions; the gradebook exports are the instructor's unless this is set.
+    ta_may_export: bool = False
 
     @field_validator("data_dir", "assignments_dir")
     @classmethod

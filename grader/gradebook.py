@@ -36,8 +36,9 @@ _EXACT = Context(prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Div
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 EXCUSED = "EX"
-EXTRA_COLUMNS = ("raw", "late", "penalty", "submission")
-Extra = Literal["raw", "late", "penalty", "submission"]
+EXTRA_COLUMNS = ("raw", "late", "penalty", "submission", "manual")
+Extra = Literal["raw", "late", "penalty", "submission", "manual"]
+UNRELEASED = " (not released)"
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,22 @@ class ExcusalRow:
 
 
 @dataclass(frozen=True)
+class Manual:
+    """A student's points on an assignment's manually graded questions, and their maximum."""
+
+    points: float | Decimal
+    max_points: float | Decimal
+
+
+@dataclass(frozen=True)
 class Scored:
-    """One submission with its lateness; percents are unrounded."""
+    """One submission with its lateness; percents are unrounded. raw counts the manual points too."""
 
     submission: SubmissionRow
     raw: Decimal
     late_units: int
     penalty: Decimal
+    manual: Decimal | None = None  # the manual points counted (None: the assignment has no questions)
 
     @property
     def final(self) -> Decimal:
@@ -116,34 +126,46 @@ def rounded(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def score(submission: SubmissionRow, deadline: Deadline) -> Scored:
-    """The submission's percent before and after the late penalty; zero unless graded with a score."""
+def score(submission: SubmissionRow, deadline: Deadline, manual: Manual | None = None) -> Scored:
+    """The submission's percent before and after the late penalty; zero unless graded with a score.
+    With manual points: (auto + manual) / (auto max + manual max); ungraded questions count 0."""
     with localcontext(_EXACT):
         graded = submission.status == "graded" and submission.score is not None and submission.max_score
-        raw = dec(submission.score) * HUNDRED / dec(submission.max_score) if graded else Decimal(0)
+        points, out_of = (dec(submission.score), dec(submission.max_score)) if graded else (None, None)
+        counted_manual = None
+        if manual is not None and dec(manual.max_points) > 0:
+            counted_manual = dec(manual.points)
+            if graded:
+                points, out_of = points + counted_manual, out_of + dec(manual.max_points)
+        raw = points * HUNDRED / out_of if graded else Decimal(0)
         return Scored(
             submission=submission,
             raw=raw,
             late_units=late_units(deadline, submission.submitted_at),
             penalty=penalty_percent(deadline, submission.submitted_at),
+            manual=counted_manual,
         )
 
 
 def counted_submission(
-    submissions: Iterable[SubmissionRow], deadline: Deadline, counts: Literal["best", "last"]
+    submissions: Iterable[SubmissionRow],
+    deadline: Deadline,
+    counts: Literal["best", "last"],
+    manual: Manual | None = None,
 ) -> Scored | None:
-    """The pinned submission, else the best (or last) graded one, else an errored one as zero, else None."""
+    """The pinned submission, else the best (or last) graded one, else an errored one as zero, else None.
+    Manual points belong to the student's assignment, not to a submission: they add to the one counted."""
     # The cutoff only gates uploads; whatever was accepted is graded, so an extension can only help.
     ordered = sorted(submissions, key=lambda s: (s.submitted_at, s.id))
     pinned = [s for s in ordered if s.pinned]
     if pinned:
-        return score(pinned[-1], deadline)
-    graded = [score(s, deadline) for s in ordered if s.status == "graded"]
+        return score(pinned[-1], deadline, manual)
+    graded = [score(s, deadline, manual) for s in ordered if s.status == "graded"]
     if graded:
         # max() keeps the first of equals, so a tie goes to the earlier submission.
         return graded[-1] if counts == "last" else max(graded, key=lambda s: s.final)
     errors = [s for s in ordered if s.status == "error"]
-    return score(errors[-1], deadline) if errors else None
+    return score(errors[-1], deadline, manual) if errors else None
 
 
 def assignments_total(
@@ -168,8 +190,10 @@ def student_grades(
     course: CourseConfig,
     extensions: Iterable[ExtensionRow] = (),
     excusals: Iterable[ExcusalRow] = (),
+    manual: Mapping[tuple[str, str], float | Decimal] | None = None,
 ) -> Iterator[StudentGrades]:
-    """Grades for every student on the roster, in roster order, also those who never submitted."""
+    """Grades for every student on the roster, in roster order, also those who never submitted.
+    `manual`: the manual points per (student id, slug); an assignment with questions counts them."""
     # `submissions` may be a stream of any length, but each student's must come together (ORDER BY
     # user): only one student's submissions are held at a time.
     slugs = {a.slug for a in assignments}
@@ -191,8 +215,11 @@ def student_grades(
                 cells[a.slug] = Cell(excused=True)
                 continue
             deadline = deadline_for(a, extension_of.get((student_id, a.slug)))
+            points = (
+                Manual((manual or {}).get((student_id, a.slug), 0), a.manual_max) if a.questions else None
+            )
             cells[a.slug] = Cell(
-                counted=counted_submission(by_assignment[a.slug], deadline, a.submissions.counts)
+                counted=counted_submission(by_assignment[a.slug], deadline, a.submissions.counts, points)
             )
         return cells
 
@@ -229,6 +256,7 @@ def _extra_cells(cell: Cell, extra: Collection[str]) -> list[str]:
         "late": str(counted.late_units) if counted else "",
         "penalty": _fmt(counted.penalty) if counted else "",
         "submission": str(counted.submission.id) if counted else "",
+        "manual": _fmt(counted.manual) if counted and counted.manual is not None else "",
     }
     return [values[name] for name in EXTRA_COLUMNS if name in extra]
 
@@ -239,8 +267,10 @@ def gradebook_csv(
     assignments: Sequence[Assignment],
     course: CourseConfig,
     extra: Collection[Extra] = (),
+    unreleased: Collection[str] = (),
 ) -> Iterator[str]:
-    """The instructor's CSV: identity, percent after penalty per assignment, the total, then extras."""
+    """The instructor's CSV: identity, percent after penalty per assignment, the total, then extras.
+    The column of an assignment in `unreleased` (grades not released to students) says so."""
     unknown = set(extra) - set(EXTRA_COLUMNS)
     if unknown:
         raise ValueError(f"unknown extra columns {sorted(unknown)}; choose from {EXTRA_COLUMNS}")
@@ -249,6 +279,7 @@ def gradebook_csv(
         "late": "{} late ({}s)",
         "penalty": "{} penalty (%)",
         "submission": "{} submission",
+        "manual": "{} manual (points)",
     }
     extra_header = [
         headers[name].format(a.slug, a.late.unit)
@@ -258,7 +289,7 @@ def gradebook_csv(
     ]
 
     def rows() -> Iterator[list[str]]:
-        percent_header = [f"{a.slug} (%)" for a in assignments]
+        percent_header = [f"{a.slug} (%)" + (UNRELEASED if a.slug in unreleased else "") for a in assignments]
         yield ["Student ID", "Name", "Email", *percent_header, total_header(course), *extra_header]
         for g in grades:
             percents = [
@@ -298,8 +329,15 @@ def per_test_csv(
     submissions: Iterable[SubmissionRow],
     extensions: Iterable[ExtensionRow] = (),
     excusals: Iterable[ExcusalRow] = (),
+    manual: Mapping[tuple[str, str], float | Decimal] | None = None,
 ) -> Iterator[str]:
-    """For one assignment: per student, the counted submission and 1/0 for each test it passed."""
+    """For one assignment: per student, the counted submission, 1/0 for each test it passed, then the
+    points of each manually graded question (`manual`, by (student id, question id); empty: ungraded)."""
+    manual = manual or {}
+    totals: dict[tuple[str, str], Decimal] = {}
+    for (student_id, _), points in manual.items():
+        key = (student_id, assignment.slug)
+        totals[key] = totals.get(key, Decimal(0)) + dec(points)
     grades = list(
         student_grades(
             roster=roster,
@@ -308,6 +346,7 @@ def per_test_csv(
             course=assignment.course,
             extensions=extensions,
             excusals=excusals,
+            manual=totals,
         )
     )
     # The tests are known only from the results; the union over counted submissions, in first-seen order.
@@ -318,13 +357,18 @@ def per_test_csv(
             names.setdefault(test.name)
 
     def rows() -> Iterator[list[str]]:
-        yield ["Student ID", "Name", "Email", "Submission", "Status", *names]
+        questions = [f"{q.id} ({q.points:g})" for q in assignment.questions]
+        yield ["Student ID", "Name", "Email", "Submission", "Status", *names, *questions]
         for g in grades:
             cell = g.cells[assignment.slug]
             sub = cell.counted.submission if cell.counted else None
             passed = {t.name: t.passed for t in sub.tests} if sub else {}
             status = "excused" if cell.excused else (sub.status if sub else "missing")
             flags = ["" if name not in passed else str(int(passed[name])) for name in names]
+            points = [
+                _fmt(dec(manual[key])) if (key := (g.student.student_id, q.id)) in manual else ""
+                for q in assignment.questions
+            ]
             yield [
                 g.student.student_id,
                 g.student.name,
@@ -332,6 +376,7 @@ def per_test_csv(
                 str(sub.id) if sub else "",
                 status,
                 *flags,
+                *points,
             ]
 
     return csv_export.lines(rows())

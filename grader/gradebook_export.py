@@ -1,6 +1,7 @@
 """The gradebook of the database: its rows read in four queries, whatever the roster's size (students,
-extensions, excusals, then one stream of submissions ordered by user), and streamed through the pure
-CSV writers of grader.gradebook.
+extensions, excusals, then one stream of submissions ordered by user), plus, when assignments have
+manually graded questions, one per such assignment for the manual points and one for the releases; then
+streamed through the pure CSV writers of grader.gradebook.
 
 The route must keep the session open while the lines stream (FastAPI closes `yield` dependencies after
 the response since 0.118).
@@ -11,7 +12,7 @@ from collections.abc import Collection, Iterator, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from grader import extensions
+from grader import extensions, release, rubrics
 from grader.assignments import Assignment, CourseConfig
 from grader.gradebook import (
     ExcusalRow,
@@ -57,6 +58,7 @@ def _submissions(session: Session, slugs: list[str], *, with_tests: bool = False
         Submission.assignment,
         Submission.submitted_at,
         Submission.status,
+        Submission.graded_status,
         Submission.score,
         Submission.max_score,
         Submission.pinned,
@@ -83,7 +85,8 @@ def _submissions(session: Session, slugs: list[str], *, with_tests: bool = False
             student_id=row.login,
             assignment=row.assignment,
             submitted_at=row.submitted_at,
-            status=row.status,
+            # A submission being regraded counts with its current grading until the new one is in.
+            status=row.graded_status or row.status,
             score=row.score,
             max_score=row.max_score,
             pinned=row.pinned,
@@ -100,7 +103,13 @@ def _grades_from_db(session: Session, assignments: Sequence[Assignment], course:
         course=course,
         extensions=_extensions(session, slugs),
         excusals=_excusals(session, slugs),
+        manual=rubrics.manual_totals(session, assignments=assignments),
     )
+
+
+def _unreleased(session: Session, assignments: Sequence[Assignment]) -> set[str]:
+    waiting = {a.slug for a in assignments if release.needs_release(a)}
+    return waiting - release.released_slugs(session) if waiting else set()
 
 
 def export_csv(
@@ -112,7 +121,11 @@ def export_csv(
 ) -> Iterator[str]:
     """The gradebook CSV of every student in the database, as lines to stream."""
     return gradebook_csv(
-        _grades_from_db(session, assignments, course), assignments=assignments, course=course, extra=extra
+        _grades_from_db(session, assignments, course),
+        assignments=assignments,
+        course=course,
+        extra=extra,
+        unreleased=_unreleased(session, assignments),
     )
 
 
@@ -132,4 +145,5 @@ def export_per_test_csv(*, session: Session, assignment: Assignment) -> Iterator
         submissions=_submissions(session, slugs, with_tests=True),
         extensions=_extensions(session, slugs),
         excusals=_excusals(session, slugs),
+        manual=rubrics.manual_points(session, assignment=assignment),
     )

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from grader import web
-from grader.routes import assignments, gradebook, submissions, tokens
+from grader.routes import assignments, gradebook, grading, submissions, tokens
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,7 @@ app.include_router(submissions.router)
 app.include_router(assignments.router)
 app.include_router(gradebook.router)
 app.include_router(tokens.router)
+app.include_router(grading.router)
 web.install(app)  # the web pages for students and instructors
 
 

@@ -83,6 +83,13 @@ def _instructor(web: SignedInDep) -> WebSession:
     return web
 
 
+def _staff(web: SignedInDep) -> WebSession:
+    if not web.user.is_staff:
+        raise PageError(403, "Staff only", "This page is for the course's instructors and TAs.")
+    return web
+
+
+StaffPageDep = Annotated[WebSession, Depends(_staff)]
 StudentPageDep = Annotated[WebSession, Depends(_student)]
 InstructorPageDep = Annotated[WebSession, Depends(_instructor)]
 
@@ -164,7 +171,7 @@ def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
         student_id=login,
         assignment=sub.assignment,
         submitted_at=sub.submitted_at,
-        status=sub.status,
+        status=sub.graded_status or sub.status,  # a regrade keeps the current grading until it is in
         score=sub.score,
         max_score=sub.max_score,
         pinned=sub.pinned,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, feedback, gradebook, policies, submissions
+from grader import accounts, catalog, extensions, feedback, gradebook, policies, release, submissions
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
 from grader.db import utcnow
@@ -177,9 +177,10 @@ class StudentResult:
     cell_errors: list[CellError]
 
 
-def student_result(result: GradeResult, hidden: str) -> StudentResult:
-    """The result with hidden tests shown as the assignment's feedback.hidden allows."""
-    tests, total, error = feedback.for_student(result, hidden=hidden)
+def student_result(result: GradeResult, hidden: str, shown=None) -> StudentResult:
+    """The result with hidden tests shown as the assignment's feedback.hidden allows (and, given
+    `shown`, as each test's visibility allows now: grader.release)."""
+    tests, total, error = feedback.for_student(result, hidden=hidden, shown=shown)
     return StudentResult(
         status=result.status,
         score=result.score,
@@ -226,8 +227,17 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
         return None
     deadline = extensions.deadline(session=session, assignment=assignment, user_id=user.id)
     result = None
-    if sub.status in DONE and sub.result:
-        result = student_result(GradeResult.model_validate(sub.result), assignment.config.feedback.hidden)
+    # A submission being regraded keeps its current grading until the new one is in (graded_status).
+    if (sub.status in DONE or sub.graded_status) and sub.result:
+        shown = release.shown_for(
+            assignment,
+            now=utcnow(),
+            due=deadline.due,
+            released=release.released(session, slug=assignment.slug),
+        )
+        result = student_result(
+            GradeResult.model_validate(sub.result), assignment.config.feedback.hidden, shown
+        )
     scored = gradebook.score(submission_row(sub, user.login), deadline)
     chosen = counted(
         submissions.of_student(session, user_id=user.id, slug=sub.assignment),
