@@ -42,6 +42,8 @@ class SubmissionOut(BaseModel):
     penalty_percent: float | None = Field(
         None, description="late penalty (grace and cap applied), in percent"
     )
+    regraded_at: datetime | None = Field(None, description="when a regrade's grading became the current one")
+    regraded_from: float | None = Field(None, description="the score before that regrade (None: an error)")
     # Instructors only:
     flags: list[str] | None = None
     flagged: bool | None = None

@@ -1,6 +1,6 @@
 """Shape stored rows into API responses for a given viewer."""
 
-from grader import dispatch, extensions, feedback, policies, release
+from grader import dispatch, extensions, feedback, policies, regrades, release
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.models import Submission, User
@@ -50,6 +50,8 @@ def submission_out(
         if not dispatch.serving(session=session, settings=settings, queue=submission.queue):
             out.queue_note = QUEUE_NOTES.get(submission.queue)
     result = GradeResult.model_validate(submission.result) if submission.result else None
+    if (regraded := regrades.last_regrade(session, submission_id=submission.id)) is not None:
+        out.regraded_at, out.regraded_from = regraded.current_since, regraded.replaced_score
     if viewer.is_staff:
         out.flags, out.flagged, out.pinned, out.worker = (
             result.flags if result else [],
