@@ -179,9 +179,14 @@ def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
 
 
 def counted(
-    subs: Iterable[Submission], login: str, deadline: Deadline, assignment: Assignment
+    subs: Iterable[Submission],
+    login: str,
+    deadline: Deadline,
+    assignment: Assignment,
+    manual: gradebook.Manual | None = None,
 ) -> gradebook.Scored | None:
-    """The submission that counts for the student's grade on this assignment, as the gradebook picks it."""
+    """The submission that counts for the student's grade on this assignment, as the gradebook picks it
+    (with `manual`: its manual points added)."""
     return gradebook.counted_submission(
-        [submission_row(s, login) for s in subs], deadline, assignment.submissions.counts
+        [submission_row(s, login) for s in subs], deadline, assignment.submissions.counts, manual
     )

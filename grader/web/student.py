@@ -11,15 +11,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, feedback, gradebook, policies, release, submissions
+from grader import (
+    accounts,
+    catalog,
+    extensions,
+    feedback,
+    gradebook,
+    policies,
+    regrades,
+    release,
+    submissions,
+)
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
 from grader.db import utcnow
 from grader.deps import SessionDep
-from grader.models import Submission, User
+from grader.models import Grading, Submission, User
 from grader.results import CellError, GradeError, GradeResult, TestResult
 from grader.routes import forms
 from grader.schemas import HiddenTotal
+from grader.web import grading
 from grader.web.common import PageError, StudentPageDep, counted, local_time, redirect, render, submission_row
 
 router = APIRouter(include_in_schema=False)
@@ -113,7 +124,10 @@ def _row(session: Session, user: User, assignment: Assignment, subs: list[Submis
         used=sum(charged(s) for s in subs),
         allowed=policy.max,
         per_hour=policy.per_hour,
-        counted=counted(subs, user.login, deadline, assignment),
+        # After the release, the manual points count in the student's standing too.
+        counted=counted(
+            subs, user.login, deadline, assignment, grading.released_manual(session, user, assignment)
+        ),
         open=deadline.cutoff is None or now <= deadline.cutoff,
         cutoff_text=local_time(deadline.cutoff, tz) if deadline.cutoff else "",
     )
@@ -205,6 +219,7 @@ class SubmissionView:
     final_score: Decimal | None
     counts: bool
     state: dict
+    regraded: Grading | None = None  # the current grading, when a regrade replaced an earlier one
 
 
 def _state(sub: Submission) -> dict:
@@ -258,6 +273,7 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
         final_score=final,
         counts=chosen is not None and chosen.submission.id == sub.id,
         state=_state(sub),
+        regraded=regrades.last_regrade(session, submission_id=sub.id),
     )
 
 
@@ -288,6 +304,7 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
         page=page,
         error=error,
         max_upload_bytes=settings.max_upload_bytes,
+        grading_panel=grading.student_panel(session, user=web.user, assignment=page.row.assignment),
     )
 
 
