@@ -10,10 +10,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from grader import grading
 from grader.config import get_settings
 from grader.db import migrate, session_factory
 from grader.models import ManualGrade, Submission, User
-from tests.fixtures.grading import NOW, result, submit_graded, write_course
+from tests.fixtures.grading import NOW, grade_queued, result, submit_graded, write_course
+from tests.fixtures.services import zip_of
 from tests.test_web import add_user, csrf, signed_in
 
 NOTEBOOK = {
@@ -150,3 +152,69 @@ def test_regrade_preview_pages_are_the_instructor_s(course_site, db):
     assert ta.get(started.url.path).status_code == 403
     discarded = prof.post(started.url.path + "/discard", data={"csrf_token": token})
     assert "every score stays as it was" in discarded.text
+
+
+def test_the_student_page_says_when_and_from_what_a_submission_was_regraded(course_site, db):
+    secret = add_user(db, "s1")
+    sub = stored_notebook(db, "s1")  # 2 / 5
+    grading.queue_again(session=db, submission_ids=[sub.id])
+    student = signed_in(course_site, "s1", secret)
+    waiting = student.get(f"/submissions/{sub.id}").text
+    assert "2 / 5" in waiting and "Regraded on" not in waiting  # the current score stays meanwhile
+    everything = {t.name: True for t in result().tests}
+    grade_queued(db, sub.id, result(score_of=everything))
+    page = student.get(f"/submissions/{sub.id}").text
+    assert re.search(r"Regraded on [^<]+UTC:\s+2\s+→ 5\.", page), page
+
+
+def test_a_regrade_request_from_the_student_page_and_its_answer(course_site, db):
+    secret = add_user(db, "s1")
+    stored_notebook(db, "s1")
+    ta = signed_in(course_site, "ta1", add_user(db, "ta1", role="ta"))
+    prof = signed_in(course_site, "prof", add_user(db, "prof", role="instructor"))
+    token = csrf(ta, "/staff/grading/hw5/q/q1/s1")
+    ta.post("/staff/grading/hw5/q/q1/s1", data={"csrf_token": token, "items": [], "comment": "missing"})
+    prof.post(
+        "/staff/grading/hw5/release", data={"csrf_token": csrf(prof, "/staff/grading"), "released": "1"}
+    )
+    student = signed_in(course_site, "s1", secret)
+    mine = csrf(student, "/assignments/hw5")
+    asked = student.post(
+        "/assignments/hw5/regrade-requests",
+        data={"csrf_token": mine, "question": "q1", "message": "It is in cell 1: REVIEW-PLEASE."},
+    )
+    assert "Your regrade request is sent" in asked.text and "Waiting for an answer" in asked.text
+    assert "REVIEW-PLEASE" in ta.get("/staff/grading/hw5").text
+    request_id = re.search(r"/staff/grading/requests/(\d+)/answer", ta.get("/staff/grading/hw5").text).group(
+        1
+    )
+    ta.post(
+        f"/staff/grading/requests/{request_id}/answer",
+        data={"csrf_token": token, "answer": "Right, cell 1 has it: ANSWERED.", "adjustment": "2"},
+    )
+    page = student.get("/assignments/hw5").text
+    assert "ANSWERED" in page and "Adjusted +2" in page
+    history = ta.get("/staff/grading/hw5/q/q1/s1").text
+    assert "regrade request" in history and "0 → 2" in history
+
+
+def test_a_zip_s_pdf_is_shown_inline_to_graders_only(course_site, db):
+    secret = add_user(db, "s1")
+    sub = stored_notebook(db, "s1")
+    data = zip_of({"report.pdf": "%PDF-1.4 REPORT", "model.py": "class Net: pass\n"})
+    digest = hashlib.sha256(data).hexdigest()
+    path = get_settings().data_dir / "uploads" / digest[:2] / digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    sub.sha256, sub.format = digest, "zip"
+    db.commit()
+    ta = signed_in(course_site, "ta1", add_user(db, "ta1", role="ta"))
+    page = ta.get("/staff/grading/hw5/q/q1/s1").text
+    assert f'src="/staff/grading/files/{sub.id}/report.pdf"' in page and "class Net: pass" in page
+    pdf = ta.get(f"/staff/grading/files/{sub.id}/report.pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content == b"%PDF-1.4 REPORT"
+    assert ta.get(f"/staff/grading/files/{sub.id}/model.py").status_code == 404  # text is shown in the page
+    assert (
+        signed_in(course_site, "s1", secret).get(f"/staff/grading/files/{sub.id}/report.pdf").status_code
+        == 403
+    )
