@@ -5,9 +5,10 @@ next ungraded student for grade-by-question."""
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
 
-from grader import extensions, gradebook, rubrics, submissions
+from grader import extensions, gradebook, rubrics
 from grader.assignments import Assignment
 from grader.models import Submission, User
 
@@ -22,7 +23,14 @@ def entries(session: Session, *, assignment: Assignment) -> list[Entry]:
     """Each student with a finished submission and the one that counts, by login."""
     by_student: dict[int, list[Submission]] = defaultdict(list)
     users: dict[int, User] = {}
-    for sub, user in submissions.of_assignment(session, slug=assignment.slug):
+    rows = session.execute(
+        select(Submission, User)
+        .join(User, User.id == Submission.user_id)
+        .where(Submission.assignment == assignment.slug, User.role == "student")
+        # The result JSON is the heavy column, and picking the counted submission does not need it.
+        .options(defer(Submission.result))
+    )
+    for sub, user in rows:
         by_student[user.id].append(sub)
         users[user.id] = user
     granted = {ext.user_id: ext for ext, _ in extensions.stored(session, slugs=[assignment.slug])}
@@ -70,14 +78,7 @@ def next_ungraded(
     """The first student after `after` (a login; else the first) without a grade on this question,
     wrapping around; None when every one is graded."""
     found = entries(session, assignment=assignment)
-    graded = {
-        user_id
-        for user_id, grades in (
-            (e.student.id, rubrics.grades_of(session, user_id=e.student.id, slug=assignment.slug))
-            for e in found
-        )
-        if question_id in grades
-    }
+    graded = rubrics.graded_user_ids(session, slug=assignment.slug, question_id=question_id)
     start = next((i + 1 for i, e in enumerate(found) if e.student.login == after), 0) if after else 0
     for entry in found[start:] + found[:start]:
         if entry.student.id not in graded:

@@ -230,3 +230,14 @@ def graded_counts(session: Session, *, slug: str, user_ids: Sequence[int]) -> di
         .group_by(ManualGrade.question)
     )
     return {question: count for question, count in rows}
+
+
+def graded_user_ids(session: Session, *, slug: str, question_id: str) -> set[int]:
+    """The students with a grade on this question."""
+    return set(
+        session.scalars(
+            select(ManualGrade.user_id).where(
+                ManualGrade.assignment == slug, ManualGrade.question == question_id
+            )
+        )
+    )

@@ -179,3 +179,47 @@ def test_a_regrade_request_is_answered_and_may_change_the_points(api, crew, db_s
     history = api.get("/api/grading/hw5/students/s1", headers=prof).json()["history"]
     assert [(h["by"], h["source"]) for h in history] == [("ta1", "grading"), ("ta1", "regrade_request")]
     assert history[1]["after"]["adjustment_reason"] == "regrade request: You did: two more points."
+
+
+def test_the_migration_gives_each_finished_submission_its_current_grading(tmp_path):
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from grader import db
+    from grader.models import Grading
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db.migrate(url, "0004")
+    with db.get_engine(url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (login, name, email, role, failed_signins, created_at) "
+                "VALUES ('s1', '', '', 'student', 0, '2026-09-01 10:00:00')"
+            )
+        )
+        for sub_id, status, score in (
+            ("done", "graded", 3),
+            ("failed", "error", None),
+            ("waiting", "queued", None),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO submissions (id, user_id, assignment, submitted_at, sha256, filename, "
+                    "format, queue, status, attempts, score, max_score, result, flagged, pinned) VALUES "
+                    "(:id, 1, 'hw', '2026-09-01 10:00:00', 'a', 'f.zip', 'zip', 'cpu', :status, 1, :score, "
+                    "5, :result, 0, 0)"
+                ),
+                {
+                    "id": sub_id,
+                    "status": status,
+                    "score": score,
+                    "result": None if status == "queued" else "{}",
+                },
+            )
+    db.migrate(url)
+    with Session(db.get_engine(url)) as session:
+        kept = {g.submission_id: (g.status, g.score, g.current) for g in session.scalars(select(Grading))}
+        assert kept == {"done": ("graded", 3, True), "failed": ("error", None, True)}
+        statuses = dict(session.execute(select(Submission.id, Submission.graded_status)).all())
+        assert statuses == {"done": "graded", "failed": "error", "waiting": None}
+    db.get_engine(url).dispose()

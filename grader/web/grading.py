@@ -234,7 +234,7 @@ def save_grade(
             grader=web.user,
             adjustment=points,
             adjustment_reason=adjustment_reason,
-            submission_id=submission_id or None,
+            submission_id=_looked_at(session, submission_id, student, slug),
             add_to_bank=bool(add_to_bank),
         )
     except rubrics.BadGrade as exc:
@@ -242,6 +242,14 @@ def save_grade(
     if then == "stay":
         return redirect(f"{BASE}/{slug}/q/{question_id}/{login}?ok=Saved.")
     return redirect(f"{BASE}/{slug}/q/{question_id}?after={login}")
+
+
+def _looked_at(session: Session, submission_id: str, student: User, slug: str) -> str | None:
+    """The submission the grader saw, if it is this student's to this assignment."""
+    sub = (
+        submissions.owned(session, submission_id=submission_id, user_id=student.id) if submission_id else None
+    )
+    return sub.id if sub is not None and sub.assignment == slug else None
 
 
 @router.get(BASE + "/files/{submission_id}/{path:path}")
