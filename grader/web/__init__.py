@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from grader.web import grading, instructor, signin, student
+from grader.web import grading, grading_student, instructor, signin, student
 from grader.web.common import WEB_DIR, PageError, SignInRequired, redirect, render
 
 
@@ -16,6 +16,7 @@ def install(app: FastAPI) -> None:
     app.include_router(student.router)
     app.include_router(instructor.router)
     app.include_router(grading.router)
+    app.include_router(grading_student.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
     @app.exception_handler(SignInRequired)

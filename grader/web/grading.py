@@ -1,7 +1,7 @@
 """The grading pages (instructors and TAs, under /staff/grading): progress per question, grade by
 question (the next ungraded submission across students, keyboard driven), each student's grades and
 history, regrade requests; and, for instructors, the release switch and regrade previews. The student's
-side: the released grades on their assignment page and the regrade request form."""
+side is grading_student.py."""
 
 from dataclasses import dataclass
 from typing import Annotated
@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from grader import (
     accounts,
     catalog,
-    gradebook,
     grading_queue,
     regrade_requests,
     regrades,
@@ -26,7 +25,7 @@ from grader.assignments import Assignment, Question
 from grader.config import get_settings
 from grader.deps import SessionDep
 from grader.models import ManualGrade, RegradeRequest, RegradeRun, User, WebSession
-from grader.web.common import CsrfCheckedDep, PageError, StaffPageDep, StudentPageDep, redirect, render
+from grader.web.common import CsrfCheckedDep, PageError, StaffPageDep, redirect, render
 
 router = APIRouter(include_in_schema=False)
 BASE = "/staff/grading"
@@ -367,66 +366,3 @@ def answer_request(
     except (regrade_requests.BadRequest, rubrics.BadGrade) as exc:
         return redirect(f"{BASE}/{found.assignment}?ok=Not saved: {exc}")
     return redirect(f"{BASE}/{found.assignment}?ok=Answered the request of the student.")
-
-
-# ---- the student's side -------------------------------------------------------------------------------
-
-
-@dataclass
-class StudentPanel:
-    """What a student sees of the manual grading of one assignment (nothing before the release)."""
-
-    released: bool
-    questions: list[tuple[Question, ManualGrade | None]]
-    manual_points: float
-    manual_max: float
-    requests: list[RegradeRequest]
-
-
-def student_panel(session: Session, *, user: User, assignment: Assignment) -> StudentPanel | None:
-    """For the student's assignment page; None when the assignment has no manually graded questions."""
-    if not assignment.questions:
-        return None
-    if not release.released(session, slug=assignment.slug):
-        return StudentPanel(False, [], 0, assignment.manual_max, [])
-    grades = rubrics.grades_of(session, user_id=user.id, slug=assignment.slug)
-    return StudentPanel(
-        True,
-        [(q, grades.get(q.id)) for q in assignment.questions],
-        rubrics.total_for(session, assignment=assignment, user_id=user.id),
-        assignment.manual_max,
-        regrade_requests.of_student(session, user_id=user.id, slug=assignment.slug),
-    )
-
-
-def released_manual(session: Session, user: User, assignment: Assignment) -> gradebook.Manual | None:
-    """The student's manual points as the gradebook counts them, once released; None before."""
-    if not assignment.questions or not release.released(session, slug=assignment.slug):
-        return None
-    return gradebook.Manual(
-        rubrics.total_for(session, assignment=assignment, user_id=user.id), assignment.manual_max
-    )
-
-
-@router.post("/assignments/{slug}/regrade-requests")
-def ask_for_regrade(
-    session: SessionDep,
-    web: StudentPageDep,
-    slug: str,
-    question: Annotated[str, Form(max_length=64)] = "",
-    message: Annotated[str, Form(max_length=regrade_requests.MAX_MESSAGE)] = "",
-    csrf_token: Annotated[str, Form()] = "",
-) -> Response:
-    """A student asks for a review of one question."""
-    if not accounts.csrf_matches(web.csrf_token, csrf_token):
-        raise PageError(
-            403, "Form expired", "This form is stale or came from another site; reload and try again."
-        )
-    assignment = _assignment(session, slug)
-    try:
-        regrade_requests.ask(
-            session=session, assignment=assignment, student=web.user, question_id=question, message=message
-        )
-    except regrade_requests.BadRequest as exc:
-        return redirect(f"/assignments/{slug}?ok=Not sent: {exc}")
-    return redirect(f"/assignments/{slug}?ok=Your regrade request is sent.")

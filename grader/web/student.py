@@ -30,7 +30,7 @@ from grader.models import Grading, Submission, User
 from grader.results import CellError, GradeError, GradeResult, TestResult
 from grader.routes import forms
 from grader.schemas import HiddenTotal
-from grader.web import grading
+from grader.web import grading_student
 from grader.web.common import PageError, StudentPageDep, counted, local_time, redirect, render, submission_row
 
 router = APIRouter(include_in_schema=False)
@@ -126,7 +126,7 @@ def _row(session: Session, user: User, assignment: Assignment, subs: list[Submis
         per_hour=policy.per_hour,
         # After the release, the manual points count in the student's standing too.
         counted=counted(
-            subs, user.login, deadline, assignment, grading.released_manual(session, user, assignment)
+            subs, user.login, deadline, assignment, grading_student.released_manual(session, user, assignment)
         ),
         open=deadline.cutoff is None or now <= deadline.cutoff,
         cutoff_text=local_time(deadline.cutoff, tz) if deadline.cutoff else "",
@@ -304,7 +304,7 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
         page=page,
         error=error,
         max_upload_bytes=settings.max_upload_bytes,
-        grading_panel=grading.student_panel(session, user=web.user, assignment=page.row.assignment),
+        grading_panel=grading_student.student_panel(session, user=web.user, assignment=page.row.assignment),
     )
 
 
