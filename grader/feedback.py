@@ -24,13 +24,16 @@ def for_student(
     total = HiddenTotal(
         score=exact_sum(t.points for t in withheld), max_score=exact_sum(t.max_points for t in withheld)
     )
+    # In the student's copy, `visibility` says whether the test's details are shown to them now.
     if hidden == "names":
         tests = [
-            test if shown(test) else test.model_copy(update={"message": "", "visibility": "hidden"})
+            test.model_copy(update={"visibility": "public"})
+            if shown(test)
+            else test.model_copy(update={"message": "", "visibility": "hidden"})
             for test in result.tests
         ]
     else:
-        tests = [test for test in result.tests if shown(test)]
+        tests = [test.model_copy(update={"visibility": "public"}) for test in result.tests if shown(test)]
     error = result.error
     if error is not None and error.kind == "infrastructure":
         # Our messages can quote harness output, which may name hidden tests.

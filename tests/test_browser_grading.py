@@ -217,3 +217,42 @@ def test_a_ta_grades_by_keyboard_the_instructor_releases_the_student_sees_the_co
     shot(page, "grading-06-student-sees-comments")
     assert not errors, errors
     context.close()
+
+
+@pytest.mark.docker
+def test_the_instructor_previews_a_regrade_then_applies_it(grading_service, browser, docker_client):
+    """Regrade all in the real sandbox: hw5's tests now hold one test, so each stored 2 / 5 becomes 1 / 1."""
+    base = grading_service["base"]
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    sign_in(page, base, *grading_service["prof"])
+    page.wait_for_url(f"{base}/instructor")
+    page.goto(f"{base}/staff/grading/hw5")
+    page.get_by_role("button", name="Preview a regrade of all submissions").click()
+    page.wait_for_url(f"{base}/staff/grading/regrades/*")
+    apply = page.get_by_role("button", name="Apply: make these scores count")
+    deadline = time.monotonic() + 240
+    while apply.is_disabled():
+        assert time.monotonic() < deadline, page.content()
+        time.sleep(2)
+        page.reload()
+    assert page.locator("#down").inner_text() == "3" and page.locator("#up").inner_text() == "0"
+    rows = [row.locator("td").all_inner_texts() for row in page.locator("#changes tbody tr").all()]
+    assert [(cells[0].split()[0], *cells[1:4]) for cells in rows] == [
+        ("s1001", "2", "1", "-1"),
+        ("s1002", "2", "1", "-1"),
+        ("s1003", "2", "1", "-1"),
+    ]
+    shot(page, "grading-07-regrade-preview")
+    apply.click()
+    page.wait_for_url(f"{base}/staff/grading/hw5?**")
+    assert "Applied 3 new grading(s)" in page.content()
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, base, *grading_service["student"])
+    page.wait_for_url(f"{base}/assignments")
+    page.goto(f"{base}/assignments/hw5")
+    page.locator("table a").first.click()
+    assert "→ 1" in page.locator("#regraded").inner_text()
+    shot(page, "grading-08-student-regraded")
+    context.close()
