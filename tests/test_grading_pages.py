@@ -118,6 +118,9 @@ def test_a_ta_grades_by_question_and_the_student_sees_comments_after_the_release
     assert bad.status_code == 400 and "not in the rubric" in bad.text
     grade = db.scalar(select(ManualGrade).where(ManualGrade.question == "q1"))
     assert (grade.points, grade.comment) == (2, "RUBRIC-NOTE for s1")
+    # The instructor's pages count it as the gradebook does: (2 auto + 2 manual) / (5 + 10).
+    assert "26.67%" in prof.get("/instructor/students/s1").text
+    assert "13.33%" in prof.get("/instructor/students/s2").text  # 2 / 15: q1 and q2 not graded yet
 
     student = signed_in(course_site, "s1", secrets["s1"])
     before = student.get("/assignments/hw5").text
