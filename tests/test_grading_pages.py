@@ -221,3 +221,15 @@ def test_a_zip_s_pdf_is_shown_inline_to_graders_only(course_site, db):
         signed_in(course_site, "s1", secret).get(f"/staff/grading/files/{sub.id}/report.pdf").status_code
         == 403
     )
+
+
+def test_grader_instructor_create_ta_makes_a_ta_who_signs_in_to_the_grading_pages(course_site):
+    from typer.testing import CliRunner
+
+    from grader.cli import app
+
+    result = CliRunner().invoke(app, ["instructor", "create", "--ta", "--login", "tim", "--name", "Tim"])
+    assert result.exit_code == 0, result.output
+    ta = signed_in(course_site, "tim", result.stdout.strip().splitlines()[-1])
+    assert ta.get("/", follow_redirects=False).headers["location"] == "/staff/grading"
+    assert ta.get("/instructor/students").status_code == 403  # no roster
