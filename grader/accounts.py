@@ -307,15 +307,20 @@ class AccountExists(Exception):
     pass
 
 
-def create_instructor(session: Session, *, login: str, name: str, email: str = "") -> str:
-    """Add an instructor and return their new plain secret; AccountExists if the login is taken."""
+def create_instructor(
+    session: Session, *, login: str, name: str, email: str = "", role: str = "instructor"
+) -> str:
+    """Add an instructor (or, with role="ta", a TA) and return their new plain secret; AccountExists if
+    the login is taken."""
+    if role not in ("instructor", "ta"):
+        raise ValueError(f"{role!r} is not a staff role")
     login = normalize_login(login)
     if not login or any(ch.isspace() for ch in login):
         raise ValueError(f"{login!r} is not a usable login")
     if find(session, login=login) is not None:
         raise AccountExists(f"{login} already exists")
     secret = new_secret()
-    session.add(User(login=login, name=name, email=email, role="instructor", secret_hash=hash_secret(secret)))
+    session.add(User(login=login, name=name, email=email, role=role, secret_hash=hash_secret(secret)))
     session.flush()
     return secret
 

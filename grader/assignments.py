@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from grader.results import exact_sum
+
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # data/ is copied into both containers of the sandbox for every submission, into their scratch space.
 MAX_DATA_BYTES = 256 * 2**20
@@ -52,9 +54,70 @@ class SubmissionPolicy(_Strict):
     counts: Literal["best", "last"] = "best"
 
 
+Visibility = Literal["visible", "hidden", "after_due", "after_release"]
+VISIBILITIES: tuple[str, ...] = ("visible", "hidden", "after_due", "after_release")
+QUESTION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
 class FeedbackPolicy(_Strict):
-    # What students see of hidden tests: only the total, the names with points, or everything.
+    # How a test whose details a student may not see (yet) is shown: only in a total ("score"), or by
+    # name with its points ("names"). "full" is the older spelling of tests = "visible".
     hidden: Literal["score", "names", "full"] = "score"
+    # The visibility of the tests in tests/ (public_tests/ are always visible); None: "visible" when
+    # hidden = "full", else "hidden".
+    tests: Visibility | None = None
+    # Per test: a glob on its name (tests/test_mlp.py::test_relu, tests/test_loss.py, tests/test_*::*grad*)
+    # to a visibility; the first pattern that matches wins.
+    visibility: dict[str, Visibility] = {}
+
+    @field_validator("visibility")
+    @classmethod
+    def _patterns_name_hidden_tests(cls, rules: dict[str, str]) -> dict[str, str]:
+        for pattern in rules:
+            if not pattern.startswith("tests/"):
+                raise ValueError(
+                    f"{pattern!r}: patterns name tests in tests/ (public_tests/ are always visible)"
+                )
+        return rules
+
+    @property
+    def default_visibility(self) -> str:
+        return self.tests or ("visible" if self.hidden == "full" else "hidden")
+
+
+class RubricItem(_Strict):
+    label: str = Field(min_length=1, max_length=200)
+    # Positive items add points, negative ones deduct them.
+    points: float
+    description: str = ""
+
+
+class Question(_Strict):
+    """A manually graded question: a grader picks rubric items (grader.rubrics)."""
+
+    id: str
+    title: str = Field(min_length=1, max_length=200)
+    points: float = Field(gt=0)
+    # "zero": the score starts at 0 and positive items add; "full": it starts at `points` and negative
+    # items deduct. Either way it stays between 0 and `points`.
+    start: Literal["zero", "full"] = "zero"
+    rubric: list[RubricItem] = []
+    # The question's comment bank starts with these; graders add to it.
+    comments: list[str] = []
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not QUESTION_ID.match(value):
+            raise ValueError("a question id is lower-case letters, digits, - and _")
+        return value
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> "Question":
+        labels = [item.label for item in self.rubric]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"question {self.id!r}: rubric labels must be unique")
+        return self
 
 
 class SandboxSpec(_Strict):
@@ -68,30 +131,6 @@ class SandboxSpec(_Strict):
     disk_mb: int = Field(default=512, ge=16, le=16384, description="writable scratch space")
     gpu: bool = False
     image: str | None = None
-
-
-class RubricItem(_Strict):
-    """One line of a question's rubric: what the grader ticks, and its points (negative: a deduction)."""
-
-    description: str = Field(min_length=1)
-    points: float
-
-
-class Question(_Strict):
-    """A manually graded question (grader's rubric workflow): its points and rubric items."""
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="a stable key, like `method`")
-    title: str = ""
-    points: float = Field(gt=0)
-    rubric: list[RubricItem] = []
-
-    @model_validator(mode="after")
-    def _fits(self) -> "Question":
-        if sum(item.points for item in self.rubric if item.points > 0) > self.points:
-            raise ValueError(
-                f"question {self.name!r}: its rubric's positive items add up to more than its points"
-            )
-        return self
 
 
 class TeamSizes(_Strict):
@@ -142,11 +181,11 @@ class AssignmentConfig(_Strict):
     # The largest upload accepted for this assignment, at most the service's GRADER_MAX_UPLOAD_BYTES.
     max_upload_mb: float | None = Field(default=None, gt=0)
     required_files: list[str] = []
-    questions: list[Question] = []
     late: LatePolicy | None = None
     submissions: SubmissionPolicy | None = None
     feedback: FeedbackPolicy = FeedbackPolicy()
     sandbox: SandboxSpec = SandboxSpec()
+    questions: list[Question] = []
 
     @model_validator(mode="after")
     def _ordered(self) -> "AssignmentConfig":
@@ -156,9 +195,9 @@ class AssignmentConfig(_Strict):
             raise ValueError("late.cutoff is before due")
         if "pdf" in self.formats and self.kind != "project":
             raise ValueError('pdf uploads are for kind = "project" (a homework\'s tests cannot read a PDF)')
-        names = [q.name for q in self.questions]
-        if len(set(names)) != len(names):
-            raise ValueError("two questions have the same name")
+        ids = [q.id for q in self.questions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("question ids must be unique")
         return self
 
     @field_validator("required_files")
@@ -246,6 +285,18 @@ class Assignment:
     def autograded(self) -> bool:
         """Whether uploads go to the sandbox: always for homeworks; for a project, when it has tests/."""
         return self.config.kind == "homework" or any(self.tests_dir.rglob("test_*.py"))
+
+    @property
+    def questions(self) -> list[Question]:
+        return self.config.questions
+
+    def question(self, question_id: str) -> Question | None:
+        return next((q for q in self.config.questions if q.id == question_id), None)
+
+    @property
+    def manual_max(self) -> float:
+        """The points of the manually graded questions."""
+        return exact_sum(q.points for q in self.config.questions)
 
     @property
     def tests_dir(self) -> Path:

@@ -55,14 +55,19 @@ def instructor_create(
     login: str = typer.Option(..., "--login", help="the login to sign in with"),
     name: str = typer.Option(..., "--name", help="the instructor's name"),
     email: str = typer.Option("", "--email"),
+    ta: bool = typer.Option(
+        False, "--ta", help="a TA: grades and sees submissions; no settings, roster or exports"
+    ),
 ) -> None:
-    """Add an instructor and print their login secret (shown once; only its hash is stored)."""
+    """Add an instructor (or a TA) and print their login secret (shown once; only its hash is stored)."""
     from grader import accounts  # here, not at the top: `grader grade` must start fast
     from grader.db import session_factory
 
     with session_factory(get_settings())() as session:
         try:
-            secret = accounts.create_instructor(session, login=login, name=name, email=email)
+            secret = accounts.create_instructor(
+                session, login=login, name=name, email=email, role="ta" if ta else "instructor"
+            )
         except (accounts.AccountExists, ValueError) as exc:
             console.print(f"[red]{exc}[/]", markup=False, highlight=False)
             raise typer.Exit(1) from exc

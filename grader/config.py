@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Earlier terms' submissions for the similarity report: <this>/<slug>/ holds one assignment's (.ipynb,
     # .zip and .py files at any depth). Empty: data_dir/archive.
     similarity_archive_dir: Path | None = None
+    # TAs grade and read submissions; the gradebook exports are the instructor's unless this is set.
+    ta_may_export: bool = False
 
     @field_validator("data_dir", "assignments_dir")
     @classmethod

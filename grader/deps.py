@@ -48,6 +48,28 @@ def instructor(user: CurrentUser) -> User:
 InstructorDep = Annotated[User, Depends(instructor)]
 
 
+def staff(user: CurrentUser) -> User:
+    if not user.is_staff:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "instructors and TAs only")
+    return user
+
+
+# Instructors and TAs: grading, reading submissions.
+StaffDep = Annotated[User, Depends(staff)]
+
+
+def exporter(user: CurrentUser, settings: SettingsDep) -> User:
+    if user.is_instructor or (user.role == "ta" and settings.ta_may_export):
+        return user
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN, "exports are for instructors (GRADER_TA_MAY_EXPORT for TAs)"
+    )
+
+
+# The gradebook exports: instructors, and TAs when GRADER_TA_MAY_EXPORT is set.
+ExporterDep = Annotated[User, Depends(exporter)]
+
+
 def assignments(session: SessionDep, settings: SettingsDep) -> dict[str, Assignment]:
     return catalog.current(session=session, settings=settings)
 

@@ -56,8 +56,11 @@ _EXACT = Context(prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Div
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 EXCUSED = "EX"
-EXTRA_COLUMNS = ("raw", "late", "late_days", "penalty", "submission")
-Extra = Literal["raw", "late", "late_days", "penalty", "submission"]
+# What a counted submission may be: graded, or (a milestone graded by hand only) stored with nothing to run.
+COUNTABLE = ("graded", "submitted")
+EXTRA_COLUMNS = ("raw", "late", "late_days", "penalty", "submission", "manual")
+Extra = Literal["raw", "late", "late_days", "penalty", "submission", "manual"]
+UNRELEASED = " (not released)"
 
 
 @dataclass(frozen=True)
@@ -96,14 +99,24 @@ class ExcusalRow:
 
 
 @dataclass(frozen=True)
+class Manual:
+    """A student's points on an assignment's manually graded questions, and their maximum."""
+
+    points: float | Decimal
+    max_points: float | Decimal
+
+
+@dataclass(frozen=True)
 class Scored:
-    """One submission with its lateness; percents are unrounded."""
+    """One submission with its lateness; percents are unrounded. raw counts the manual points too."""
 
     submission: SubmissionRow
     raw: Decimal
     late_units: int  # how late, from the student's due date (extension included), before late days
     penalty: Decimal  # after the late days spent
     late_days: int = 0
+    manual: Decimal | None = None  # the manual points counted (None: the assignment has no questions)
+    out_of: Decimal = Decimal(0)  # the points raw is a percent of: auto max + manual max where counted
 
     @property
     def final(self) -> Decimal:
@@ -138,13 +151,26 @@ def rounded(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def score(submission: SubmissionRow, deadline: Deadline, late_days_left: int = 0) -> Scored:
+def score(
+    submission: SubmissionRow, deadline: Deadline, late_days_left: int = 0, manual: Manual | None = None
+) -> Scored:
     """The submission's percent before and after the late penalty, with the fewest of the late days
-    left that remove the most penalty; zero unless graded with a score."""
+    left that remove the most penalty; zero unless graded with a score (or, graded by hand only,
+    submitted). With manual points: (auto + manual) / (auto max + manual max); ungraded questions count 0."""
     at = submission.submitted_at
     with localcontext(_EXACT):
-        graded = submission.status == "graded" and submission.score is not None and submission.max_score
-        raw = dec(submission.score) * HUNDRED / dec(submission.max_score) if graded else Decimal(0)
+        auto = submission.status == "graded" and submission.score is not None and submission.max_score
+        # A milestone graded by hand only ("submitted": nothing ran) counts its manual points alone.
+        hand_only = submission.status == "submitted"
+        points, out_of = (
+            (dec(submission.score), dec(submission.max_score)) if auto else (Decimal(0), Decimal(0))
+        )
+        counted_manual = None
+        if manual is not None and dec(manual.max_points) > 0:
+            counted_manual = dec(manual.points)
+            if auto or hand_only:
+                points, out_of = points + counted_manual, out_of + dec(manual.max_points)
+        raw = points * HUNDRED / out_of if out_of else Decimal(0)
         spent, penalty = 0, penalty_percent(deadline, at)
         if raw and penalty:
             # Ascending, and only a strictly smaller penalty moves: the fewest days for the least penalty.
@@ -158,6 +184,8 @@ def score(submission: SubmissionRow, deadline: Deadline, late_days_left: int = 0
             late_units=late_units(deadline, at),
             penalty=penalty,
             late_days=spent,
+            manual=counted_manual,
+            out_of=out_of,
         )
 
 
@@ -166,20 +194,22 @@ def counted_submission(
     deadline: Deadline,
     counts: Literal["best", "last"],
     late_days_left: int = 0,
+    manual: Manual | None = None,
 ) -> Scored | None:
     """The pinned submission, else the best (or last) graded one, else an errored one as zero, else None;
-    each scored with the late days it would spend out of `late_days_left`."""
+    each scored with the late days it would spend out of `late_days_left`. Manual points belong to the
+    student's assignment, not to a submission: they add to the one counted."""
     # The cutoff only gates uploads; whatever was accepted is graded, so an extension can only help.
     ordered = sorted(submissions, key=lambda s: (s.submitted_at, s.id))
     pinned = [s for s in ordered if s.pinned]
     if pinned:
-        return score(pinned[-1], deadline, late_days_left)
-    graded = [score(s, deadline, late_days_left) for s in ordered if s.status == "graded"]
+        return score(pinned[-1], deadline, late_days_left, manual)
+    graded = [score(s, deadline, late_days_left, manual) for s in ordered if s.status in COUNTABLE]
     if graded:
         # max() keeps the first of equals, so a tie goes to the earlier submission (fewer late days).
         return graded[-1] if counts == "last" else max(graded, key=lambda s: s.final)
     errors = [s for s in ordered if s.status == "error"]
-    return score(errors[-1], deadline, late_days_left) if errors else None
+    return score(errors[-1], deadline, late_days_left, manual) if errors else None
 
 
 def assignments_total(
@@ -205,8 +235,10 @@ def student_grades(
     extensions: Iterable[ExtensionRow] = (),
     excusals: Iterable[ExcusalRow] = (),
     shared: Mapping[str, Sequence[SubmissionRow]] | None = None,
+    manual: Mapping[tuple[str, str], float | Decimal] | None = None,
 ) -> Iterator[StudentGrades]:
-    """Grades for every student on the roster, in roster order, also those who never submitted."""
+    """Grades for every student on the roster, in roster order, also those who never submitted.
+    `manual`: the manual points per (student id, slug); an assignment with questions counts them."""
     # `submissions` may be a stream of any length, but each student's must come together (ORDER BY
     # user): only one student's submissions are held at a time. `shared`: submissions that count for
     # a student without being theirs (their team's, by student id), whatever their student_id says.
@@ -232,8 +264,11 @@ def student_grades(
                 cells[a.slug] = Cell(excused=True)
                 continue
             deadline = deadline_for(a, extension_of.get((student_id, a.slug)))
+            points = (
+                Manual((manual or {}).get((student_id, a.slug), 0), a.manual_max) if a.questions else None
+            )
             chosen = counted_submission(
-                by_assignment[a.slug], deadline, a.submissions.counts, left if a.late.late_days else 0
+                by_assignment[a.slug], deadline, a.submissions.counts, left if a.late.late_days else 0, points
             )
             left -= chosen.late_days if chosen else 0
             cells[a.slug] = Cell(counted=chosen)
@@ -274,6 +309,7 @@ def _extra_cells(cell: Cell, extra: Collection[str]) -> list[str]:
         "late_days": str(counted.late_days) if counted else "",
         "penalty": _fmt(counted.penalty) if counted else "",
         "submission": str(counted.submission.id) if counted else "",
+        "manual": _fmt(counted.manual) if counted and counted.manual is not None else "",
     }
     return [values[name] for name in EXTRA_COLUMNS if name in extra]
 
@@ -284,8 +320,10 @@ def gradebook_csv(
     assignments: Sequence[Assignment],
     course: CourseConfig,
     extra: Collection[Extra] = (),
+    unreleased: Collection[str] = (),
 ) -> Iterator[str]:
-    """The instructor's CSV: identity, percent after penalty per assignment, the total, then extras."""
+    """The instructor's CSV: identity, percent after penalty per assignment, the total, then extras.
+    The column of an assignment in `unreleased` (grades not released to students) says so."""
     unknown = set(extra) - set(EXTRA_COLUMNS)
     if unknown:
         raise ValueError(f"unknown extra columns {sorted(unknown)}; choose from {EXTRA_COLUMNS}")
@@ -295,6 +333,7 @@ def gradebook_csv(
         "late_days": "{} late days",
         "penalty": "{} penalty (%)",
         "submission": "{} submission",
+        "manual": "{} manual (points)",
     }
     extra_header = [
         headers[name].format(a.slug, a.late.unit)
@@ -308,7 +347,7 @@ def gradebook_csv(
     days_header = [f"Late days used (of {budget})"] if budget else []
 
     def rows() -> Iterator[list[str]]:
-        percent_header = [f"{a.slug} (%)" for a in assignments]
+        percent_header = [f"{a.slug} (%)" + (UNRELEASED if a.slug in unreleased else "") for a in assignments]
         yield [
             "Student ID",
             "Name",
@@ -366,8 +405,15 @@ def per_test_csv(
     extensions: Iterable[ExtensionRow] = (),
     excusals: Iterable[ExcusalRow] = (),
     shared: Mapping[str, Sequence[SubmissionRow]] | None = None,
+    manual: Mapping[tuple[str, str], float | Decimal] | None = None,
 ) -> Iterator[str]:
-    """For one assignment: per student, the counted submission and 1/0 for each test it passed."""
+    """For one assignment: per student, the counted submission, 1/0 for each test it passed, then the
+    points of each manually graded question (`manual`, by (student id, question id); empty: ungraded)."""
+    manual = manual or {}
+    totals: dict[tuple[str, str], Decimal] = {}
+    for (student_id, _), points in manual.items():
+        key = (student_id, assignment.slug)
+        totals[key] = totals.get(key, Decimal(0)) + dec(points)
     grades = list(
         student_grades(
             roster=roster,
@@ -377,6 +423,7 @@ def per_test_csv(
             extensions=extensions,
             excusals=excusals,
             shared=shared,
+            manual=totals,
         )
     )
     # The tests are known only from the results; the union over counted submissions, in first-seen order.
@@ -387,13 +434,18 @@ def per_test_csv(
             names.setdefault(test.name)
 
     def rows() -> Iterator[list[str]]:
-        yield ["Student ID", "Name", "Email", "Submission", "Status", *names]
+        questions = [f"{q.id} ({q.points:g})" for q in assignment.questions]
+        yield ["Student ID", "Name", "Email", "Submission", "Status", *names, *questions]
         for g in grades:
             cell = g.cells[assignment.slug]
             sub = cell.counted.submission if cell.counted else None
             passed = {t.name: t.passed for t in sub.tests} if sub else {}
             status = "excused" if cell.excused else (sub.status if sub else "missing")
             flags = ["" if name not in passed else str(int(passed[name])) for name in names]
+            points = [
+                _fmt(dec(manual[key])) if (key := (g.student.student_id, q.id)) in manual else ""
+                for q in assignment.questions
+            ]
             yield [
                 g.student.student_id,
                 g.student.name,
@@ -401,6 +453,7 @@ def per_test_csv(
                 str(sub.id) if sub else "",
                 status,
                 *flags,
+                *points,
             ]
 
     return csv_export.lines(rows())

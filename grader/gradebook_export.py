@@ -1,6 +1,8 @@
 """The gradebook of the database: its rows read in five queries, whatever the roster's size (students,
 extensions, excusals, the teams' uploads credited to each member, then one stream of the other
-submissions ordered by user), and streamed through the pure CSV writers of grader.gradebook.
+submissions ordered by user), plus, when assignments have manually graded questions, one per such
+assignment for the manual points and one for the releases; then streamed through the pure CSV
+writers of grader.gradebook.
 
 The route must keep the session open while the lines stream (FastAPI closes `yield` dependencies after
 the response since 0.118).
@@ -12,7 +14,7 @@ from collections.abc import Collection, Iterator, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from grader import extensions
+from grader import extensions, release, rubrics
 from grader.assignments import Assignment, CourseConfig
 from grader.gradebook import (
     ExcusalRow,
@@ -68,7 +70,8 @@ def _row(row, student_id: str, with_tests: bool) -> SubmissionRow:
         student_id=student_id,
         assignment=row.assignment,
         submitted_at=row.submitted_at,
-        status=row.status,
+        # A submission being regraded counts with its current grading until the new one is in.
+        status=row.graded_status or row.status,
         score=row.score,
         max_score=row.max_score,
         pinned=row.pinned,
@@ -86,6 +89,7 @@ def _team_submissions(
         Submission.assignment,
         Submission.submitted_at,
         Submission.status,
+        Submission.graded_status,
         Submission.score,
         Submission.max_score,
         Submission.pinned,
@@ -114,6 +118,7 @@ def _submissions(
         Submission.assignment,
         Submission.submitted_at,
         Submission.status,
+        Submission.graded_status,
         Submission.score,
         Submission.max_score,
         Submission.pinned,
@@ -148,6 +153,7 @@ def _grades_from_db(
         extensions=_extensions(session, slugs, user_id),
         excusals=_excusals(session, slugs, user_id),
         shared=_team_submissions(session, slugs, user_id=user_id),
+        manual=rubrics.manual_totals(session, assignments=assignments),
     )
 
 
@@ -156,6 +162,11 @@ def grades_of(
 ) -> StudentGrades:
     """One student's gradebook row, exactly as the CSV computes it (late days included)."""
     return next(iter(_grades_from_db(session, assignments, course, user.id)))
+
+
+def _unreleased(session: Session, assignments: Sequence[Assignment]) -> set[str]:
+    waiting = {a.slug for a in assignments if release.needs_release(a)}
+    return waiting - release.released_slugs(session) if waiting else set()
 
 
 def export_csv(
@@ -167,7 +178,11 @@ def export_csv(
 ) -> Iterator[str]:
     """The gradebook CSV of every student in the database, as lines to stream."""
     return gradebook_csv(
-        _grades_from_db(session, assignments, course), assignments=assignments, course=course, extra=extra
+        _grades_from_db(session, assignments, course),
+        assignments=assignments,
+        course=course,
+        extra=extra,
+        unreleased=_unreleased(session, assignments),
     )
 
 
@@ -188,4 +203,5 @@ def export_per_test_csv(*, session: Session, assignment: Assignment) -> Iterator
         extensions=_extensions(session, slugs),
         excusals=_excusals(session, slugs),
         shared=_team_submissions(session, slugs, with_tests=True),
+        manual=rubrics.manual_points(session, assignment=assignment),
     )

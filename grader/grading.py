@@ -4,7 +4,7 @@ Celery task and the embedded threads both call.
 
     queued --claim--> running --finish--> graded | error
     running --retry_later (sandbox unavailable), take_back (lease expired)--> queued
-    any but running --queue_again (a regrade)--> queued
+    any but running --queue_again (a regrade)--> queued, the current grading kept until the new one
 
 Safe to run twice: claiming is a conditional UPDATE, so a redelivered task for a submission that is
 graded, or that a live worker holds, does nothing; and only the lease holder may save a result.
@@ -17,14 +17,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from grader import reference, sandbox, storage
 from grader.assignments import InvalidAssignment, load_assignment
 from grader.config import Settings
 from grader.db import session_factory, utcnow
-from grader.models import Submission
+from grader.models import Grading, Submission
 from grader.results import GradeResult, ungraded
 from grader.uploads import BadUpload
 
@@ -73,21 +73,59 @@ def renew(*, session: Session, submission_id: str, worker: str, settings: Settin
 
 
 def finish(*, session: Session, submission_id: str, worker: str, result: GradeResult) -> bool:
-    """Save the result if this worker still holds the lease; otherwise drop it (someone regrades)."""
-    saved = session.execute(
-        update(Submission)
-        .where(_held(submission_id, worker))
-        .values(
+    """Save the result if this worker still holds the lease; otherwise drop it (someone regrades).
+
+    Every grading is kept (a Grading row). It becomes the current one, whose score the submission shows
+    and the gradebook counts, unless the submission was queued for a regrade preview
+    (grader.regrades): then the current grading stays until the preview is applied.
+    """
+    held = session.execute(
+        select(Submission.regrade_run_id, Submission.graded_status, Submission.score).where(
+            _held(submission_id, worker)
+        )
+    ).first()
+    if held is None:
+        session.commit()
+        return False
+    preview = held.regrade_run_id is not None and held.graded_status is not None
+    now = utcnow()
+    values: dict = dict(finished_at=now, lease_until=None, regrade_run_id=None)
+    if preview:
+        values["status"] = held.graded_status
+    else:
+        values.update(
             status=result.status,
+            graded_status=result.status,
             score=result.score if result.status == "graded" else None,
             max_score=result.max_score,
             result=result.model_dump(mode="json"),
             error_kind=result.error.kind if result.error and result.status == "error" else None,
             flagged=bool(result.flags),
-            finished_at=utcnow(),
-            lease_until=None,
         )
-    ).rowcount
+    saved = session.execute(update(Submission).where(_held(submission_id, worker)).values(**values)).rowcount
+    if saved:
+        if not preview:
+            session.execute(
+                update(Grading)
+                .where(Grading.submission_id == submission_id, Grading.current.is_(True))
+                .values(current=False)
+            )
+        session.add(
+            Grading(
+                submission_id=submission_id,
+                created_at=now,
+                status=result.status,
+                score=result.score if result.status == "graded" else None,
+                max_score=result.max_score,
+                result=result.model_dump(mode="json"),
+                error_kind=result.error.kind if result.error and result.status == "error" else None,
+                current=not preview,
+                current_since=None if preview else now,
+                replaced_score=None if preview else held.score,
+                replaced_status=None if preview else held.graded_status,
+                regrade_run_id=held.regrade_run_id if preview else None,
+            )
+        )
     session.commit()
     return bool(saved)
 
@@ -127,22 +165,28 @@ def take_back(*, session: Session, submission_ids: list[str], now: datetime) -> 
     return taken
 
 
-def queue_again(*, session: Session, submission_ids: list[str]) -> list[tuple[str, str]]:
-    """Reset these submissions to be graded afresh (not those running now), marked as sent; the
-    (id, queue) of each one reset, for the caller to send."""
+def queue_again(
+    *, session: Session, submission_ids: list[str], regrade_run_id: int | None = None
+) -> list[tuple[str, str]]:
+    """Queue these submissions to be graded afresh (not those running now), marked as sent; the (id,
+    queue) of each one reset, for the caller to send. Their current grading (score, result) stays until
+    the new one is in. With `regrade_run_id` (a preview), only finished submissions are taken, and
+    their new grading will not be current."""
     if not submission_ids:
         return []
+    query = update(Submission).where(Submission.id.in_(submission_ids), Submission.status != "running")
+    if regrade_run_id is not None:
+        query = query.where(Submission.status.in_(("graded", "error")))
     reset = session.execute(
-        update(Submission)
-        .where(Submission.id.in_(submission_ids), Submission.status != "running")
-        .values(
+        query.values(
             status="queued",
+            # What the gradebook counts meanwhile: the current grading's status.
+            graded_status=case(
+                (Submission.status.in_(("graded", "error")), Submission.status),
+                else_=Submission.graded_status,
+            ),
+            regrade_run_id=regrade_run_id,
             attempts=0,
-            score=None,
-            max_score=None,
-            result=None,
-            error_kind=None,
-            flagged=False,
             enqueued_at=utcnow(),
             started_at=None,
             finished_at=None,

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from grader import web
-from grader.routes import accommodations, assignments, gradebook, submissions, tokens
+from grader.routes import accommodations, assignments, gradebook, grading, submissions, tokens
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,7 @@ app.include_router(assignments.router)
 app.include_router(gradebook.router)
 app.include_router(tokens.router)
 app.include_router(accommodations.router)
+app.include_router(grading.router)
 web.install(app)  # the web pages for students and instructors
 
 

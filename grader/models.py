@@ -14,6 +14,9 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 # "submitted": stored for manual grading only (a project milestone without an automatic check).
 STATUSES = ("queued", "running", "graded", "error", "submitted")
+# A TA grades and sees submissions; settings, the roster and exports are the instructor's.
+ROLES = ("student", "ta", "instructor")
+STAFF_ROLES = ("ta", "instructor")
 
 
 class User(Base):
@@ -35,6 +38,11 @@ class User(Base):
     @property
     def is_instructor(self) -> bool:
         return self.role == "instructor"
+
+    @property
+    def is_staff(self) -> bool:
+        """Instructors and TAs: they see every submission and grade (grader.rubrics)."""
+        return self.role in STAFF_ROLES
 
 
 class ApiToken(Base):
@@ -77,6 +85,12 @@ class Submission(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     # A team assignment's upload counts for the team (grader.teams): every current member sees it.
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"), index=True)
+    # The status of the current grading ("graded" or "error"; None before the first one). score, max_score,
+    # result, error_kind and flagged are the current grading's too, kept while a regrade runs
+    # (grader.grading_history): the gradebook counts graded_status, not the pipeline's status.
+    graded_status: Mapped[str | None] = mapped_column(String(16))
+    # Set while the submission is queued for a regrade preview: its grading will not be current.
+    regrade_run_id: Mapped[int | None] = mapped_column(ForeignKey("regrade_runs.id", ondelete="SET NULL"))
 
     # Delivery bookkeeping: when the task last reached the broker (None: it never did), and the lease
     # the grading worker holds and extends; the sweeper re-enqueues what these show as stuck.
@@ -183,3 +197,123 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+# ---- the grading workflow: gradings kept, regrade previews, manual points, release, regrade requests ----
+
+
+class Grading(Base):
+    """One grading of a submission, kept for ever; the submission's columns copy the current one."""
+
+    __tablename__ = "gradings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))  # graded | error
+    score: Mapped[float | None] = mapped_column(Float)
+    max_score: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    error_kind: Mapped[str | None] = mapped_column(String(16))
+    current: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When it became current, and the score of the grading it replaced (None: the first one).
+    current_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replaced_score: Mapped[float | None] = mapped_column(Float)
+    replaced_status: Mapped[str | None] = mapped_column(String(16))
+    regrade_run_id: Mapped[int | None] = mapped_column(ForeignKey("regrade_runs.id", ondelete="SET NULL"))
+
+
+class RegradeRun(Base):
+    """A "regrade all" previewed before it counts: its gradings are not current until it is applied."""
+
+    __tablename__ = "regrade_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment: Mapped[str] = mapped_column(String(64), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | applied | discarded
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class ManualGrade(Base):
+    """One student's points on one manually graded question of an assignment (grader.rubrics)."""
+
+    __tablename__ = "manual_grades"
+    __table_args__ = (
+        UniqueConstraint("user_id", "assignment", "question", name="uq_manual_grades_user_question"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    assignment: Mapped[str] = mapped_column(String(64), index=True)
+    question: Mapped[str] = mapped_column(String(64))
+    # The submission the grader looked at (the one that counted then).
+    submission_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.id", ondelete="SET NULL"))
+    items: Mapped[list[str]] = mapped_column(JSONType, default=list)  # rubric item labels picked
+    comment: Mapped[str] = mapped_column(Text, default="")
+    adjustment: Mapped[float] = mapped_column(Float, default=0)
+    adjustment_reason: Mapped[str] = mapped_column(Text, default="")
+    points: Mapped[float] = mapped_column(Float)  # the question's score, as computed when saved
+    graded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    graded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ManualGradeChange(Base):
+    """Every change to a manual grade: who, when, before and after."""
+
+    __tablename__ = "manual_grade_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    manual_grade_id: Mapped[int] = mapped_column(
+        ForeignKey("manual_grades.id", ondelete="CASCADE"), index=True
+    )
+    by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    after: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    source: Mapped[str] = mapped_column(String(16), default="grading")  # grading | regrade_request
+
+
+class BankComment(Base):
+    """A reusable comment of one question's comment bank."""
+
+    __tablename__ = "comment_bank"
+    __table_args__ = (UniqueConstraint("assignment", "question", "text", name="uq_comment_bank_text"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment: Mapped[str] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GradeRelease(Base):
+    """An assignment whose grades are released: manual points, rubric comments, after_release tests."""
+
+    __tablename__ = "grade_releases"
+
+    assignment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    released_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class RegradeRequest(Base):
+    """A student's request for a review of one question, and the grader's answer."""
+
+    __tablename__ = "regrade_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    assignment: Mapped[str] = mapped_column(String(64), index=True)
+    question: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    points_before: Mapped[float | None] = mapped_column(Float)
+    points_after: Mapped[float | None] = mapped_column(Float)

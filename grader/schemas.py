@@ -42,6 +42,8 @@ class SubmissionOut(BaseModel):
     penalty_percent: float | None = Field(
         None, description="late penalty (grace and cap applied, before late days), in percent"
     )
+    regraded_at: datetime | None = Field(None, description="when a regrade's grading became the current one")
+    regraded_from: float | None = Field(None, description="the score before that regrade (None: an error)")
     # Instructors only:
     flags: list[str] | None = None
     flagged: bool | None = None
@@ -80,3 +82,141 @@ class SmokeOut(BaseModel):
     at: datetime
     passed: bool
     detail: str
+
+
+# ---- the grading workflow (grader.rubrics, grader.release, grader.regrades, grader.regrade_requests) ----
+
+
+class ManualGradeIn(BaseModel):
+    items: list[str] = Field([], description="the rubric items picked, by label")
+    comment: str = ""
+    adjustment: float = Field(0, description="points added (or, negative, taken) after the rubric")
+    adjustment_reason: str = Field("", description="required with an adjustment")
+    add_to_bank: bool = Field(False, description="also put the comment in the question's comment bank")
+
+
+class ManualGradeOut(BaseModel):
+    question: str
+    points: float
+    max_points: float
+    items: list[str]
+    comment: str
+    adjustment: float
+    adjustment_reason: str
+    graded_at: datetime
+
+
+class ManualChangeOut(BaseModel):
+    question: str
+    at: datetime
+    by: str
+    before: dict | None
+    after: dict
+    source: str
+
+
+class StudentGradingOut(BaseModel):
+    """One student's manual grades on one assignment, as staff see them."""
+
+    assignment: str
+    student: str
+    released: bool
+    manual_points: float
+    manual_max: float
+    grades: list[ManualGradeOut]
+    history: list[ManualChangeOut]
+
+
+class RegradeRequestOut(BaseModel):
+    id: int
+    question: str
+    message: str
+    created_at: datetime
+    answer: str | None
+    answered_at: datetime | None
+    points_before: float | None
+    points_after: float | None
+
+
+class MyGradingOut(BaseModel):
+    """What a student sees of the manual grading: nothing of it before the release."""
+
+    assignment: str
+    released: bool
+    manual_points: float | None = None
+    manual_max: float | None = None
+    grades: list[ManualGradeOut] = []
+    requests: list[RegradeRequestOut] = []
+
+
+class ProgressOut(BaseModel):
+    question: str
+    title: str
+    graded: int
+    total: int
+
+
+class ReleaseIn(BaseModel):
+    released: bool
+
+
+class ReleaseOut(BaseModel):
+    assignment: str
+    released: bool
+    released_at: datetime | None
+
+
+class RegradeRequestIn(BaseModel):
+    question: str
+    message: str
+
+
+class RegradeAnswerIn(BaseModel):
+    answer: str
+    adjustment: float | None = Field(None, description="the question's adjustment becomes this value")
+
+
+class ScoreChangeOut(BaseModel):
+    student: str
+    submission: str
+    before: float | None
+    after: float | None
+    before_status: str | None
+    after_status: str
+    delta: float
+    stale: bool
+
+
+class PerTestShiftOut(BaseModel):
+    name: str
+    now_pass: list[str]
+    now_fail: list[str]
+
+
+class RegradePreviewOut(BaseModel):
+    id: int
+    assignment: str
+    state: str
+    total: int
+    pending: int
+    up: int
+    down: int
+    unchanged: int
+    changes: list[ScoreChangeOut]
+    tests: list[PerTestShiftOut]
+
+
+class AppliedOut(BaseModel):
+    applied: int
+    skipped: int
+
+
+class GradingOut(BaseModel):
+    id: int
+    created_at: datetime
+    status: str
+    score: float | None
+    max_score: float | None
+    current: bool
+    current_since: datetime | None
+    regrade_run: int | None

@@ -119,6 +119,22 @@ def team_of(session: Session, *, user_id: int) -> Team | None:
     )
 
 
+def graded_together(session: Session, *, student: User) -> list[User]:
+    """Who a grade given to `student` on a team milestone goes to: every current member of their team
+    (the student alone when in none), in login order."""
+    team = team_of(session, user_id=student.id)
+    if team is None:
+        return [student]
+    return list(
+        session.scalars(
+            select(User)
+            .join(TeamMember, TeamMember.user_id == User.id)
+            .where(TeamMember.team_id == team.id)
+            .order_by(User.login)
+        )
+    )
+
+
 def teams_of_user(user_id: int):
     """A subquery: the id of the user's team (none or one), for `Submission.team_id.in_(...)`."""
     return select(TeamMember.team_id).where(TeamMember.user_id == user_id)

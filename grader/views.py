@@ -1,11 +1,16 @@
 """Shape stored rows into API responses for a given viewer."""
 
-from grader import dispatch, extensions, feedback, policies
+from grader import dispatch, extensions, feedback, policies, regrades, release
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.models import Submission, User
 from grader.results import GradeResult
 from grader.schemas import AssignmentOut, SubmissionOut
+
+
+def _never(test) -> bool:
+    return test.visibility == "public"
+
 
 QUEUE_NOTES = {
     "gpu": "waiting for a GPU worker; none is running",
@@ -45,7 +50,9 @@ def submission_out(
         if not dispatch.serving(session=session, settings=settings, queue=submission.queue):
             out.queue_note = QUEUE_NOTES.get(submission.queue)
     result = GradeResult.model_validate(submission.result) if submission.result else None
-    if viewer.is_instructor:
+    if (regraded := regrades.last_regrade(session, submission_id=submission.id)) is not None:
+        out.regraded_at, out.regraded_from = regraded.current_since, regraded.replaced_score
+    if viewer.is_staff:
         out.flags, out.flagged, out.pinned, out.worker = (
             result.flags if result else [],
             submission.flagged,
@@ -61,9 +68,12 @@ def submission_out(
                 result.output_truncated,
             )
     elif result:
-        # A missing assignment folder: the strictest policy.
-        hidden = assignment.config.feedback.hidden if assignment else "score"
-        out.tests, out.hidden, out.error = feedback.for_student(result, hidden=hidden)
+        if assignment is None:  # a missing assignment folder: the strictest policy
+            out.tests, out.hidden, out.error = feedback.for_student(result, hidden="score", shown=_never)
+        else:  # each test as its visibility allows now (grader.release)
+            out.tests, out.hidden, out.error = release.for_student(
+                session, assignment=assignment, user_id=student.id, result=result
+            )
         out.output, out.output_truncated = result.output, result.output_truncated
         out.cell_errors = result.cell_errors
     return out

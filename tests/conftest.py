@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.services",
     "tests.fixtures.live",
+    "tests.fixtures.grading",
 ]
 
 # Property tests measure correctness, not speed: no per-example deadline on a loaded CI machine.

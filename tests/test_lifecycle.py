@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from grader import auth, dispatch, engine, grading, sandbox, storage, submissions, sweeper
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.db import session_factory
-from grader.models import Submission, Worker
+from grader.models import Grading, Submission, Worker
 from grader.results import GradeResult, TestResult
 from tests.fixtures.services import zip_of
 
@@ -274,8 +274,14 @@ def test_an_upload_and_a_regrade_are_one_commit_each_then_sent(session, settings
         assert submissions.regrade(session=session, settings=settings, submission_id=sub.id) == 1
     assert (len(commits), sent) == (1, [sub.id, sub.id])
     sub = row(session, sub.id)
-    assert (sub.status, sub.score, sub.attempts) == ("queued", None, 0)
+    first_score = sub.score
+    # The current grading is kept until the new one is in.
+    assert (sub.status, sub.graded_status, sub.attempts) == ("queued", "graded", 0)
+    assert first_score is not None
     assert grading.attempt(settings=settings, submission_id=sub.id, worker="w1").status == "graded"
+    kept = session.scalars(select(Grading).where(Grading.submission_id == sub.id).order_by(Grading.id)).all()
+    assert [g.current for g in kept] == [False, True]
+    assert kept[1].replaced_score == first_score
 
 
 # ---- who is grading -------------------------------------------------------------------------------------

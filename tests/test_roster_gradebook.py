@@ -12,7 +12,18 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from grader import auth, catalog, db, extensions, gradebook, gradebook_export, late_days, teams
+from grader import (
+    auth,
+    catalog,
+    db,
+    extensions,
+    gradebook,
+    gradebook_export,
+    late_days,
+    release,
+    rubrics,
+    teams,
+)
 from grader.config import Settings
 from grader.models import Submission
 
@@ -47,8 +58,9 @@ formats = ["pdf"]
 late_days = false
 
 [[questions]]
-name = "all"
-points = 8
+id = "all"
+title = "The milestone"
+points = {points}
 """
 DUE = {
     "hw-a": datetime.fromisoformat("2027-03-03T23:59:00+03:00"),
@@ -70,10 +82,10 @@ def course(tmp_path):
         (root / slug / "solution").mkdir()
         (root / slug / "solution" / "submission.py").write_text("")
         (root / slug / "assignment.toml").write_text(HOMEWORK.format(title=title, due=DUE[slug].isoformat()))
-    for slug, title, weight in (("proposal", "Proposal", 2), ("final", "Final report", 4)):
+    for slug, title, weight, points in (("proposal", "Proposal", 2, 8), ("final", "Final report", 4, 20)):
         (root / slug).mkdir()
         (root / slug / "assignment.toml").write_text(
-            MILESTONE.format(title=title, due=DUE[slug].isoformat(), weight=weight)
+            MILESTONE.format(title=title, due=DUE[slug].isoformat(), weight=weight, points=points)
         )
     return root
 
@@ -92,11 +104,13 @@ def test_the_roster_matches_by_hand_in_both_csvs(settings):
             )
             for login in ("s1", "s2", "s3", "s4")
         }
+        prof = auth.get_or_create_user(session=session, login="prof", role="instructor")
         session.commit()
         teams.store(session, {"t1": ["s1", "s2"], "t2": ["s3", "s4"]})
         team_of = {login: teams.team_of(session, user_id=user.id).id for login, user in users.items()}
 
         def graded(login, slug, late, score, max_score):
+            """A homework graded in the sandbox, or a milestone (nothing runs) graded by hand."""
             is_team = assignments[slug].is_team
             session.add(
                 Submission(
@@ -106,12 +120,25 @@ def test_the_roster_matches_by_hand_in_both_csvs(settings):
                     sha256="0" * 64,
                     filename="x",
                     format="pdf" if is_team else "zip",
-                    status="graded",
-                    score=score,
-                    max_score=max_score,
+                    status="submitted" if is_team else "graded",
+                    score=None if is_team else score,
+                    max_score=None if is_team else max_score,
                     team_id=team_of[login] if is_team else None,
                 )
             )
+            if is_team:
+                assert assignments[slug].manual_max == max_score
+                rubrics.save(
+                    session=session,
+                    assignment=assignments[slug],
+                    student=users[login],
+                    question_id="all",
+                    items=[],
+                    comment="",
+                    grader=prof,
+                    adjustment=score,
+                    adjustment_reason="by hand",
+                )
 
         # s1: hw-a 30 h late (2 started days): both late days, no penalty: 90. hw-b 3 h late, no day
         #     left: 10% off 100 = 90.
@@ -136,6 +163,8 @@ def test_the_roster_matches_by_hand_in_both_csvs(settings):
         extensions.put(
             session, user=users["s4"], slug="proposal", due=DUE["proposal"] + D, cutoff=None, reason=""
         )
+        for slug in ("proposal", "final"):
+            release.set_released(session=session, slug=slug, by=prof, release=True)
         session.commit()
 
         ordered = gradebook.in_order(assignments.values())

@@ -208,7 +208,9 @@ def test_regrade_queues_finished_submissions_again_and_leaves_running_ones(db_se
     s1 = people["s1"].id
     assert submissions.regrade(session=db_session, settings=settings, slug="add-one", user_id=s1) == 1
     db_session.expire_all()
-    assert (done.status, done.score, done.attempts, done.worker) == ("queued", None, 0, None)
+    # The current grading stays (what the gradebook counts) until the new one is in.
+    assert (done.status, done.score, done.attempts, done.worker) == ("queued", 1.0, 0, None)
+    assert done.graded_status == "graded"
     assert done.enqueued_at is not None
     assert running.status == "running" and other.status == "graded"
     assert submissions.regrade(session=db_session, settings=settings, submission_id=other.id) == 1

@@ -27,9 +27,10 @@ formats = ["pdf"]
 max_upload_mb = 0.001
 
 [[questions]]
-name = "plan"
+id = "plan"
+title = "The plan"
 points = 8
-rubric = [{ description = "A plan", points = 8 }]
+rubric = [{ label = "A plan", points = 8 }]
 """
 
 
@@ -139,9 +140,19 @@ def test_one_upload_counts_for_the_team_and_every_member_sees_it(client, who, se
     )
     assert alone.status_code == 403 and "in no team" in alone.json()["detail"]
 
-    # The rubric workflow grades it (here by hand: 6 of 8); both members get it, the others nothing.
-    row.status, row.score, row.max_score = "graded", 6, 8
-    session.commit()
+    # The rubric workflow grades it through one member (6 of 8): the grade is the team's, the others
+    # get nothing; students see it once the instructor releases the milestone's grades.
+    graded = client.put(
+        "/api/grading/proposal/students/s2/questions/plan",
+        headers=who["prof"],
+        json={"items": ["A plan"], "comment": "Tight.", "adjustment": -2, "adjustment_reason": "no baseline"},
+    )
+    assert graded.status_code == 200, graded.text
+    assert client.get("/api/grading/proposal/mine", headers=who["s1"]).json()["released"] is False
+    assert client.put(
+        "/api/grading/proposal/release", headers=who["prof"], json={"released": True}
+    ).is_success
+    assert client.get("/api/grading/proposal/mine", headers=who["s1"]).json()["manual_points"] == 6
     table = list(csv.DictReader(io.StringIO(client.get("/api/gradebook.csv", headers=who["prof"]).text)))
     assert {r["Student ID"]: r["proposal (%)"] for r in table} == {
         "s1": "75.00",

@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from grader import gradebook, gradebook_export
 from grader.assignments import course_file, load_course
-from grader.deps import AssignmentsDep, InstructorDep, SessionDep, SettingsDep
+from grader.deps import AssignmentsDep, ExporterDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api", tags=["gradebook"])
 
@@ -30,7 +30,7 @@ def _course(assignments, settings):
 def gradebook_csv(
     session: SessionDep,
     settings: SettingsDep,
-    _: InstructorDep,
+    _: ExporterDep,
     assignments: AssignmentsDep,
     extra: Annotated[list[gradebook.Extra], Query()] = [],  # noqa: B006
 ) -> StreamingResponse:
@@ -44,7 +44,7 @@ def gradebook_csv(
 
 @router.get("/gradebook/moodle.csv", response_class=StreamingResponse)
 def moodle_csv(
-    session: SessionDep, settings: SettingsDep, _: InstructorDep, assignments: AssignmentsDep
+    session: SessionDep, settings: SettingsDep, _: ExporterDep, assignments: AssignmentsDep
 ) -> StreamingResponse:
     """The gradebook in Moodle's grade-import CSV format (map users by "ID number")."""
     ordered = gradebook.in_order(assignments.values())
@@ -57,7 +57,7 @@ def moodle_csv(
 
 @router.get("/assignments/{slug}/tests.csv", response_class=StreamingResponse)
 def per_test_csv(
-    slug: str, session: SessionDep, _: InstructorDep, assignments: AssignmentsDep
+    slug: str, session: SessionDep, _: ExporterDep, assignments: AssignmentsDep
 ) -> StreamingResponse:
     """Which tests each student's counted submission passed, for one assignment."""
     if slug not in assignments:

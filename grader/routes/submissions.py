@@ -140,13 +140,13 @@ def list_submissions(
     user: CurrentUser,
     assignments: AssignmentsDep,
     assignment: str | None = None,
-    student: Annotated[str | None, Query(description="instructors: this student's only")] = None,
+    student: Annotated[str | None, Query(description="instructors and TAs: this student's only")] = None,
 ) -> list[SubmissionOut]:
-    """Your submissions, newest first (instructors: everyone's, or one student's)."""
+    """Your submissions, newest first (instructors and TAs: everyone's, or one student's)."""
     rows = submissions.listing(
         session,
-        user_id=None if user.is_instructor else user.id,
-        login=accounts.normalize_login(student) if user.is_instructor and student else None,
+        user_id=None if user.is_staff else user.id,
+        login=accounts.normalize_login(student) if user.is_staff and student else None,
         slug=assignment,
     )
     return [
@@ -173,7 +173,7 @@ def get_submission(
     """One submission: status, score, tests (as much as you may see), timestamps and lateness."""
     row = submissions.with_owner(session, submission_id=submission_id)
     # Someone else's submission is reported as missing, not as forbidden: ids are not to be probed.
-    mine = user.is_instructor or submissions.owned(session, submission_id=submission_id, user_id=user.id)
+    mine = user.is_staff or submissions.owned(session, submission_id=submission_id, user_id=user.id)
     if row is None or not mine:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such submission")
     submission, owner = row

@@ -11,7 +11,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from grader import accounts, db
 from grader.config import get_settings
 from grader.models import WebSession
-from grader.web import exports, instructor, roster, signin, similarity, smoke_check, staff, student
+from grader.web import (
+    exports,
+    grading,
+    grading_student,
+    instructor,
+    roster,
+    signin,
+    similarity,
+    smoke_check,
+    staff,
+    student,
+)
 from grader.web.common import SESSION_COOKIE, WEB_DIR, PageError, SignInRequired, redirect, render
 
 # Paths that answer JSON whatever happens: the API, its documentation, and the pages' polling.
@@ -54,6 +65,8 @@ def install(app: FastAPI) -> None:
     app.include_router(exports.router)
     app.include_router(smoke_check.router)
     app.include_router(similarity.router)
+    app.include_router(grading.router)
+    app.include_router(grading_student.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
     @app.exception_handler(SignInRequired)

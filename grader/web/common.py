@@ -92,6 +92,13 @@ def _instructor(web: SignedInDep) -> WebSession:
     return web
 
 
+def _staff(web: SignedInDep) -> WebSession:
+    if not web.user.is_staff:
+        raise PageError(403, "Staff only", "This page is for the course's instructors and TAs.")
+    return web
+
+
+StaffPageDep = Annotated[WebSession, Depends(_staff)]
 StudentPageDep = Annotated[WebSession, Depends(_student)]
 InstructorPageDep = Annotated[WebSession, Depends(_instructor)]
 
@@ -247,11 +254,11 @@ def counted_text(chosen: gradebook.Scored | None) -> str:
     """A counted submission's score after its late penalty: `13.77 / 17 (81.00%)`, or `–`."""
     if chosen is None:
         return "–"
-    sub = chosen.submission
-    if sub.status != "graded" or not sub.max_score:
-        return "0%" if sub.status == "error" else "–"
-    final = chosen.final * policies.dec(sub.max_score) / 100
-    return score_text(gradebook.rounded(final), sub.max_score)
+    if not chosen.out_of:
+        return "0%" if chosen.submission.status == "error" else "–"
+    # Out of the auto points plus, where they count, the manual ones: as the gradebook counts it.
+    final = chosen.final * chosen.out_of / 100
+    return score_text(gradebook.rounded(final), chosen.out_of)
 
 
 templates.env.filters["local"] = _local
@@ -276,7 +283,7 @@ def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
         student_id=login,
         assignment=sub.assignment,
         submitted_at=sub.submitted_at,
-        status=sub.status,
+        status=sub.graded_status or sub.status,  # a regrade keeps the current grading until it is in
         score=sub.score,
         max_score=sub.max_score,
         pinned=sub.pinned,
@@ -284,9 +291,14 @@ def submission_row(sub: Submission, login: str) -> gradebook.SubmissionRow:
 
 
 def counted(
-    subs: Iterable[Submission], login: str, deadline: Deadline, assignment: Assignment
+    subs: Iterable[Submission],
+    login: str,
+    deadline: Deadline,
+    assignment: Assignment,
+    manual: gradebook.Manual | None = None,
 ) -> gradebook.Scored | None:
-    """The submission that counts for the student's grade on this assignment, as the gradebook picks it."""
+    """The submission that counts for the student's grade on this assignment, as the gradebook picks it
+    (with `manual`: its manual points added)."""
     return gradebook.counted_submission(
-        [submission_row(s, login) for s in subs], deadline, assignment.submissions.counts
+        [submission_row(s, login) for s in subs], deadline, assignment.submissions.counts, manual=manual
     )

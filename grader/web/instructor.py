@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, gradebook, policies, submissions
+from grader import accounts, catalog, extensions, gradebook, policies, rubrics, submissions
 from grader.assignments import Assignment
 from grader.config import Settings, get_settings
 from grader.deps import SessionDep
@@ -85,6 +85,15 @@ def pass_rates(results: list[GradeResult]) -> list[TestRate]:
     return sorted(rates, key=lambda rate: (rate.percent, rate.name))
 
 
+def _manual_by_login(session: Session, assignment: Assignment):
+    """login -> the student's manual points on the assignment (grader.rubrics) as the gradebook counts
+    them: none for an assignment without questions, 0 for a student not graded yet."""
+    if not assignment.questions:
+        return lambda login: None
+    totals = rubrics.manual_totals(session, assignments=[assignment])
+    return lambda login: gradebook.Manual(totals.get((login, assignment.slug), 0), assignment.manual_max)
+
+
 @dataclass
 class AssignmentSummary:
     assignment: Assignment
@@ -138,10 +147,11 @@ def dashboard(session: Session, *, settings: Settings, slug: str) -> Dashboard |
         by_student[sub.user_id].append(sub)
         logins[sub.user_id] = user.login
     granted = {ext.user_id: ext for ext, _ in extensions.stored(session, slugs=[slug])}
+    manual = _manual_by_login(session, assignment)  # manual points count as in the gradebook
     percents, counted_results = [], []
     for user_id, subs in by_student.items():
         deadline = extensions.deadline_with(assignment, granted.get(user_id))
-        chosen = counted(subs, logins[user_id], deadline, assignment)
+        chosen = counted(subs, logins[user_id], deadline, assignment, manual(logins[user_id]))
         if chosen is None:
             continue
         percents.append(float(chosen.final))
@@ -208,7 +218,9 @@ def student_detail(
         ext = granted.get(slug)
         deadline = extensions.deadline_with(assignment, ext)
         mine = [s for s in subs if s.assignment == slug]
-        chosen = counted(mine, user.login, deadline, assignment)
+        chosen = counted(
+            mine, user.login, deadline, assignment, _manual_by_login(session, assignment)(user.login)
+        )
         cutoff = deadline.cutoff
         out.append(
             StudentAssignment(

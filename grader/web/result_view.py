@@ -59,9 +59,10 @@ def plain_statements(result: GradeResult) -> list[str]:
     return []
 
 
-def student_result(result: GradeResult, hidden: str) -> StudentResult:
-    """The result with hidden tests shown as the assignment's feedback.hidden allows."""
-    tests, total, error = feedback.for_student(result, hidden=hidden)
+def student_result(result: GradeResult, hidden: str, shown=None) -> StudentResult:
+    """The result with hidden tests shown as the assignment's feedback.hidden allows (and, given
+    `shown`, as each test's visibility allows now: grader.release)."""
+    tests, total, error = feedback.for_student(result, hidden=hidden, shown=shown)
     return StudentResult(
         status=result.status,
         score=result.score,

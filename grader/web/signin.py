@@ -29,8 +29,11 @@ def _safe_next(path: str, default: str) -> str:
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else default
 
 
+HOMES = {"instructor": "/instructor", "ta": "/staff/grading"}
+
+
 def _home_for(web: WebSession) -> str:
-    return "/instructor" if web.user.role == "instructor" else "/assignments"
+    return HOMES.get(web.user.role, "/assignments")
 
 
 @router.get("/")
@@ -99,7 +102,7 @@ def signin(
             request, next_path=next, login=login, status=401, error="Unknown student id or wrong secret."
         )
     token = accounts.open_session(session, user)
-    response = redirect(_safe_next(next, "/instructor" if user.role == "instructor" else "/assignments"))
+    response = redirect(_safe_next(next, HOMES.get(user.role, "/assignments")))
     set_cookie(
         response, request, SESSION_COOKIE, token, max_age=int(accounts.SESSION_LIFETIME.total_seconds())
     )

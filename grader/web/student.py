@@ -11,16 +11,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from grader import accounts, catalog, extensions, gradebook, policies, submissions
+from grader import (
+    accounts,
+    catalog,
+    extensions,
+    gradebook,
+    policies,
+    regrades,
+    release,
+    submissions,
+)
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
 from grader.db import utcnow
 from grader.deps import SessionDep
-from grader.models import Submission, User
+from grader.models import Grading, Submission, User
 from grader.results import GradeResult
 from grader.routes import forms
 from grader.smoke import packaged
 from grader.storage import upload_path
+from grader.web import grading_student
 from grader.web.common import (
     PageError,
     SignedInDep,
@@ -137,7 +147,10 @@ def _row(session: Session, user: User, assignment: Assignment, subs: list[Submis
         used=sum(charged(s) for s in subs),
         allowed=policy.max,
         per_hour=policy.per_hour,
-        counted=counted(subs, user.login, deadline, assignment),
+        # After the release, the manual points count in the student's standing too.
+        counted=counted(
+            subs, user.login, deadline, assignment, grading_student.released_manual(session, user, assignment)
+        ),
         open=deadline.cutoff is None or now <= deadline.cutoff,
         cutoff_text=local_time(deadline.cutoff, tz) if deadline.cutoff else "",
         has_starter=assignment.starter_dir.is_dir(),
@@ -222,6 +235,7 @@ class SubmissionView:
     lateness: str = ""
     score: str = ""  # before the late penalty
     final_text: str = ""  # after it
+    regraded: Grading | None = None  # the current grading, when a regrade replaced an earlier one
 
 
 def _state(sub: Submission) -> dict:
@@ -245,8 +259,17 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
         return None
     deadline = extensions.deadline(session=session, assignment=assignment, user_id=user.id)
     result = None
-    if sub.status in DONE and sub.result:
-        result = student_result(GradeResult.model_validate(sub.result), assignment.config.feedback.hidden)
+    # A submission being regraded keeps its current grading until the new one is in (graded_status).
+    if (sub.status in DONE or sub.graded_status) and sub.result:
+        shown = release.shown_for(
+            assignment,
+            now=utcnow(),
+            due=deadline.due,
+            released=release.released(session, slug=assignment.slug),
+        )
+        result = student_result(
+            GradeResult.model_validate(sub.result), assignment.config.feedback.hidden, shown
+        )
     scored = gradebook.score(submission_row(sub, user.login), deadline)
     chosen = counted(
         submissions.of_student(session, user_id=user.id, slug=sub.assignment),
@@ -255,7 +278,8 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
         assignment,
     )
     final = None
-    if sub.status == "graded" and sub.max_score:
+    current = sub.graded_status or sub.status  # a regrade shows the current grading until the new one is in
+    if current == "graded" and sub.max_score:
         final = gradebook.rounded(Decimal(repr(sub.score or 0)) * (100 - scored.penalty) / 100)
     return SubmissionView(
         assignment=assignment,
@@ -268,8 +292,9 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
         counts=chosen is not None and chosen.submission.id == sub.id,
         state=_state(sub),
         lateness=lateness_text(deadline, sub.submitted_at),
-        score=score_text(sub.score, sub.max_score) if sub.status == "graded" else "",
+        score=score_text(sub.score, sub.max_score) if current == "graded" else "",
         final_text=score_text(final, sub.max_score) if final is not None else "",
+        regraded=regrades.last_regrade(session, submission_id=sub.id),
     )
 
 
@@ -300,6 +325,7 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
         page=page,
         error=error,
         max_upload_bytes=settings.max_upload_bytes,
+        grading_panel=grading_student.student_panel(session, user=web.user, assignment=page.row.assignment),
     )
 
 
