@@ -29,6 +29,9 @@ from grader.results import GradeResult, ungraded
 from grader.uploads import BadUpload
 
 log = logging.getLogger(__name__)
+# Error codes of an upload that could not be graded at all: nothing of it ran, so, as PrairieLearn does,
+# it is not charged to the submission limits (submissions.check_limits).
+UNGRADABLE = ("syntax",)
 
 
 def claim(*, session: Session, submission_id: str, worker: str, settings: Settings) -> Submission | None:
@@ -100,6 +103,7 @@ def finish(*, session: Session, submission_id: str, worker: str, result: GradeRe
             max_score=result.max_score,
             result=result.model_dump(mode="json"),
             error_kind=result.error.kind if result.error and result.status == "error" else None,
+            ungradable=result.error is not None and result.error.code in UNGRADABLE,
             flagged=bool(result.flags),
         )
     saved = session.execute(update(Submission).where(_held(submission_id, worker)).values(**values)).rowcount

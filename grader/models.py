@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -81,6 +81,8 @@ class Submission(Base):
     max_score: Mapped[float | None] = mapped_column(Float)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # the whole GradeResult
     error_kind: Mapped[str | None] = mapped_column(String(16))  # student | infrastructure
+    # Could not be graded for a reason of its own (grading.UNGRADABLE): not charged to the submission limits.
+    ungradable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     # A team assignment's upload counts for the team (grader.teams): every current member sees it.

@@ -60,13 +60,15 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
     policy = assignment.submissions
     if policy.max is None and policy.per_hour is None:
         return
-    # Submissions that failed on our side are never charged to the student; a team's are the team's.
+    # Submissions that failed on our side, or could not be graded at all (a syntax error), are never
+    # charged to the student; a team's are the team's.
     whose = Submission.team_id == team.id if team is not None else Submission.user_id == user_id
     charged = session.scalars(
         select(Submission.submitted_at).where(
             whose,
             Submission.assignment == assignment.slug,
             or_(Submission.error_kind.is_(None), Submission.error_kind != "infrastructure"),
+            Submission.ungradable.is_(False),
         )
     ).all()
     hit = policies.submission_limit(policy, charged, now)

@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from grader import auth
+from grader import auth, grading
 from grader.config import Settings, get_settings
+from grader.db import utcnow
 from grader.deps import get_session
 from grader.main import app
 from grader.models import Extension, Submission, User, Worker
@@ -202,6 +203,26 @@ def test_failures_on_our_side_are_not_charged(client, people, db_session, course
     db_session.get(Submission, first).error_kind = "infrastructure"
     db_session.commit()
     assert upload(client, headers(people, "s1")).status_code == 202
+
+
+def test_an_upload_that_could_not_be_graded_is_not_charged(client, people, db_session, settings, course):
+    edit(course, "add-one", submissions="per_hour = 1")
+    first = upload(client, headers(people, "s1")).json()["id"]
+    assert upload(client, headers(people, "s1")).status_code == 429
+    broken = GradeResult(
+        status="graded",
+        score=0,
+        max_score=1,
+        error={"kind": "student", "code": "syntax", "message": "syntax error in submission.py, line 1"},
+    )
+    sub = db_session.get(Submission, first)
+    sub.status, sub.lease_until, sub.worker = "running", utcnow() + timedelta(minutes=5), "w"
+    db_session.commit()
+    assert grading.finish(session=db_session, submission_id=first, worker="w", result=broken)
+    assert db_session.get(Submission, first).ungradable
+    assert upload(client, headers(people, "s1")).status_code == 202
+    # A submission that ran and failed its tests is charged as before.
+    assert upload(client, headers(people, "s1")).status_code == 429
 
 
 def test_over_the_hourly_limit_is_429_with_retry_after(client, people, db_session, settings, course):
