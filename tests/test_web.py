@@ -920,3 +920,20 @@ def test_open_assignments_come_before_closed_ones(site, db, tmp_path):
     client = signed_in(site, "s1", add_user(db, "s1"))
     page = client.get("/assignments").text
     assert page.index("HW1: an MLP") < page.index("HW0: closed")  # due later, but open
+
+
+def test_the_effective_late_policy_and_late_days_are_shown(site, db, tmp_path):
+    course = tmp_path / "assignments"
+    # The course gives 2 late days; the assignment's [late] sets only its cutoff and keeps the penalty.
+    text = (course / "course.toml").read_text().replace("[late]", "[late_days]\nbudget = 2\n[late]")
+    (course / "course.toml").write_text(text)
+    toml = course / "hw1-mlp" / "assignment.toml"
+    toml.write_text(toml.read_text() + f"[late]\ncutoff = {(NOW + timedelta(days=9)).isoformat()}\n")
+    prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
+    page = prof.get("/instructor/assignments/hw1-mlp").text
+    assert "Late policy in effect" in page
+    assert re.search(r"<code>penalty_percent</code></td><td>10</td><td>course</td>", page), page
+    assert re.search(r"<code>cutoff</code></td><td>[^<]+</td><td>assignment</td>", page)
+    student = signed_in(site, "s1", add_user(db, "s1"))
+    assert "2 of 2 late days left" in student.get("/assignments").text
+    assert "2 of 2 late days left" in student.get("/assignments/hw1-mlp").text

@@ -296,9 +296,14 @@ def counted(
     deadline: Deadline,
     assignment: Assignment,
     manual: gradebook.Manual | None = None,
+    late_days_left: int = 0,
 ) -> gradebook.Scored | None:
     """The submission that counts for the student's grade on this assignment, as the gradebook picks it
-    (with `manual`: its manual points added)."""
+    (with `manual`: its manual points added; with `late_days_left`: as many late days to spend)."""
     return gradebook.counted_submission(
-        [submission_row(s, login) for s in subs], deadline, assignment.submissions.counts, manual=manual
+        [submission_row(s, login) for s in subs],
+        deadline,
+        assignment.submissions.counts,
+        late_days_left,
+        manual=manual,
     )

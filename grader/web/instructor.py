@@ -266,7 +266,15 @@ def assignment(request: Request, session: SessionDep, web: InstructorPageDep, sl
     if board is None:
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     title = board.assignment.title
-    return render(request, "instructor_assignment.html", web=web, title=title, nav="overview", board=board)
+    return render(
+        request,
+        "instructor_assignment.html",
+        web=web,
+        title=title,
+        nav="overview",
+        board=board,
+        late_policy=policies.effective_late_policy(board.assignment),
+    )
 
 
 @router.post("/assignments/{slug}/regrade")

@@ -16,6 +16,7 @@ from grader import (
     catalog,
     extensions,
     gradebook,
+    late_days,
     policies,
     regrades,
     release,
@@ -90,8 +91,9 @@ def late_policy_text(policy: LatePolicy, timezone: str, cutoff: datetime | None 
 
 
 def charged(sub: Submission) -> bool:
-    """Counts against the submission limits: everything but what our infrastructure lost."""
-    return sub.error_kind != "infrastructure"
+    """Counts against the submission limits: everything but what our infrastructure lost and what could
+    not be graded at all (submissions.check_limits)."""
+    return sub.error_kind != "infrastructure" and not sub.ungradable
 
 
 @dataclass
@@ -132,7 +134,14 @@ class AssignmentPage:
     refusal: str | None = None  # why an upload would be refused right now
 
 
-def _row(session: Session, user: User, assignment: Assignment, subs: list[Submission], now: datetime):
+def _row(
+    session: Session,
+    user: User,
+    assignment: Assignment,
+    subs: list[Submission],
+    now: datetime,
+    late_days_spent: int = 0,
+):
     tz = assignment.course.timezone
     extension = extensions.find(session, user_id=user.id, slug=assignment.slug)
     deadline = extensions.deadline_with(assignment, extension)
@@ -148,8 +157,14 @@ def _row(session: Session, user: User, assignment: Assignment, subs: list[Submis
         allowed=policy.max,
         per_hour=policy.per_hour,
         # After the release, the manual points count in the student's standing too.
+        # With late days, the days the gradebook spends here (late_days.for_student) lower the penalty.
         counted=counted(
-            subs, user.login, deadline, assignment, grading_student.released_manual(session, user, assignment)
+            subs,
+            user.login,
+            deadline,
+            assignment,
+            grading_student.released_manual(session, user, assignment),
+            late_days_left=late_days_spent,
         ),
         open=deadline.cutoff is None or now <= deadline.cutoff,
         cutoff_text=local_time(deadline.cutoff, tz) if deadline.cutoff else "",
@@ -157,12 +172,26 @@ def _row(session: Session, user: User, assignment: Assignment, subs: list[Submis
     )
 
 
+def _late_days_spent(session: Session, *, user: User, settings: Settings) -> dict[str, int]:
+    """The late days the gradebook spends on each assignment for this student (none without a budget)."""
+    standing = late_days.for_student(session, settings=settings, user=user)
+    return standing.by_assignment if standing else {}
+
+
 def assignment_rows(session: Session, *, user: User, settings: Settings) -> list[AssignmentRow]:
     """The released assignments, open ones first, each group soonest due first, with this student's
     standing on each."""
     now = utcnow()
+    spent = _late_days_spent(session, user=user, settings=settings)
     rows = [
-        _row(session, user, a, submissions.of_student(session, user_id=user.id, slug=a.slug), now)
+        _row(
+            session,
+            user,
+            a,
+            submissions.of_student(session, user_id=user.id, slug=a.slug),
+            now,
+            spent.get(a.slug, 0),
+        )
         for a in catalog.current(session=session, settings=settings).values()
         if policies.released(a, now)
     ]
@@ -204,7 +233,8 @@ def assignment_page(session: Session, *, user: User, slug: str, settings: Settin
     if assignment is None or not policies.released(assignment, now):
         return None
     subs = submissions.of_student(session, user_id=user.id, slug=slug)
-    row = _row(session, user, assignment, subs, now)
+    spent = _late_days_spent(session, user=user, settings=settings)
+    row = _row(session, user, assignment, subs, now, spent.get(slug, 0))
     counted_id = row.counted.submission.id if row.counted else None
     tz = assignment.course.timezone
     items = [
@@ -306,7 +336,13 @@ def assignment_list(request: Request, session: SessionDep, web: StudentPageDep) 
     """The released assignments with the student's standing on each."""
     rows = assignment_rows(session, user=web.user, settings=get_settings())
     return render(
-        request, "student_assignments.html", web=web, title="Assignments", nav="assignments", rows=rows
+        request,
+        "student_assignments.html",
+        web=web,
+        title="Assignments",
+        nav="assignments",
+        rows=rows,
+        late_days=late_days.for_student(session, settings=get_settings(), user=web.user),
     )
 
 
@@ -325,6 +361,7 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
         page=page,
         error=error,
         max_upload_bytes=settings.max_upload_bytes,
+        late_days=late_days.for_student(session, settings=settings, user=web.user),
         grading_panel=grading_student.student_panel(session, user=web.user, assignment=page.row.assignment),
     )
 
