@@ -1,6 +1,8 @@
-"""An upload as staff read it: a notebook's cells with their saved outputs, or a zip's files, with syntax
-highlighting. Read-only and inert: nothing in the upload runs, and nothing of it reaches the page
-unescaped (Pygments and markdown-it escape; raw HTML in markdown and HTML outputs are shown as text).
+"""An upload as staff read it (the staff submission page and the grading pages): a notebook's cells with
+their saved outputs, a zip's files with syntax highlighting, or a PDF. Read-only and inert: nothing in the
+upload runs, and nothing of it reaches the page unescaped (Pygments and markdown-it escape; raw HTML in
+markdown and HTML outputs are shown as text). A PDF, and a zip's PDFs and PNG/JPEG images, are shown
+inline from their own address (inline_file), never as markup of ours.
 """
 
 import base64
@@ -19,6 +21,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
+from grader.config import Settings
+from grader.models import Submission
+from grader.storage import upload_path
+
 # What one page shows of an upload: past these, files and outputs are cut, and the page says so.
 MAX_SHOWN_BYTES = 2 * 1024 * 1024
 MAX_FILE_BYTES = 256 * 1024
@@ -27,6 +33,13 @@ MAX_FILES = 200
 MAX_IMAGE_BYTES = 1024 * 1024
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# The files a browser may show inline (served with Content-Security-Policy: sandbox, never as HTML); SVG is
+# not among them: it is a document that can run script.
+INLINE_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+# The largest file served inline: a zip's member may claim any size, and is read at most this far.
+MAX_INLINE_BYTES = 32 * 1024 * 1024
+# The path under which a PDF upload (format "pdf", kind = "project") is served: uploads.unpack's name for it.
+PDF_PATH = "report.pdf"
 
 # CommonMark with raw HTML off: a student's <script> in a markdown cell is shown as text. markdown-it
 # also refuses javascript:, vbscript: and file: links. Images stay text: the staff's browser fetches no
@@ -57,12 +70,13 @@ class SourceFile:
     size: int
     html: Markup | None = None  # highlighted text
     cells: list[Cell] | None = None  # a notebook inside a zip
+    inline: str | None = None  # the media type inline_file serves it with (a PDF or an image)
     note: str = ""  # why it is not shown
 
 
 @dataclass
 class SourceView:
-    kind: str  # notebook | files | unreadable
+    kind: str  # notebook | files | pdf (files holds the one PDF) | unreadable
     cells: list[Cell] = field(default_factory=list)
     files: list[SourceFile] = field(default_factory=list)
     problem: str = ""
@@ -107,6 +121,8 @@ def _outputs(raw_outputs: list) -> list[Output]:
                 outputs.append(Output("image", image_src=src))
             elif "text/plain" in data:
                 outputs.append(Output("text", _clip(_joined(data["text/plain"]))))
+            elif "text/html" in data:  # its source, as text: never markup of ours
+                outputs.append(Output("text", _clip(_joined(data["text/html"]))))
             elif data:
                 outputs.append(Output("text", f"[output of type {', '.join(sorted(data))} not shown]"))
     return outputs
@@ -150,6 +166,14 @@ def _lexer(path: str, text: str):
         return TextLexer(stripnl=False)
 
 
+def _inline_type(path: str) -> str | None:
+    return INLINE_TYPES.get(PurePosixPath(path).suffix.lower())
+
+
+def _path(info: zipfile.ZipInfo) -> str:
+    return str(PurePosixPath(info.filename.replace("\\", "/")))
+
+
 def _file(path: str, content: bytes, budget: int) -> SourceFile:
     shown = SourceFile(path=path, size=len(content))
     if len(content) > min(MAX_FILE_BYTES, budget):
@@ -170,18 +194,31 @@ def _file(path: str, content: bytes, budget: int) -> SourceFile:
     return shown
 
 
-def zip_files(data: bytes) -> list[SourceFile]:
-    """A zip's plain files in path order, highlighted; ValueError if it cannot be read."""
+def _archive(data: bytes) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [info for info in archive.infolist() if not info.is_dir()]
+        return archive, [info for info in archive.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
         raise ValueError(f"not a readable zip archive: {exc}") from exc
+
+
+def zip_files(data: bytes) -> list[SourceFile]:
+    """A zip's files, highlighted, or marked inline (PDFs, images); ValueError if it cannot be read."""
+    archive, infos = _archive(data)
     files, budget = [], MAX_SHOWN_BYTES
-    # submission.py (what the tests import) first, then the rest by path.
-    ordered = sorted(infos, key=lambda i: (PurePosixPath(i.filename).name != "submission.py", i.filename))
+    # The notebook first when there is just one (it is the work to read), then submission.py (what the
+    # tests import), then the rest by path.
+    notebooks = [info for info in infos if info.filename.endswith(".ipynb")]
+    lone = notebooks[0] if len(notebooks) == 1 else None
+    ordered = sorted(
+        infos,
+        key=lambda i: (i is not lone, PurePosixPath(i.filename).name != "submission.py", i.filename),
+    )
     for info in ordered[:MAX_FILES]:
-        path = str(PurePosixPath(info.filename.replace("\\", "/")))
+        path = _path(info)
+        if inline := _inline_type(path):
+            files.append(SourceFile(path, info.file_size, inline=inline))
+            continue
         if info.file_size > min(MAX_FILE_BYTES, budget):
             files.append(SourceFile(path, info.file_size, note="too large to show here; download the upload"))
             continue
@@ -200,13 +237,61 @@ def zip_files(data: bytes) -> list[SourceFile]:
 
 
 def source_view(data: bytes, fmt: str) -> SourceView:
-    """The upload as staff read it: a notebook's cells or a zip's files, or why it cannot be shown."""
+    """The upload as staff read it: a notebook's cells, a zip's files or a PDF, or why it cannot be shown."""
     try:
+        if fmt == "pdf":
+            if not data.startswith(b"%PDF-"):
+                raise ValueError("not a PDF")
+            return SourceView("pdf", files=[SourceFile(PDF_PATH, len(data), inline="application/pdf")])
         if fmt == "ipynb":
             return SourceView("notebook", cells=notebook_cells(data))
         return SourceView("files", files=zip_files(data))
     except ValueError as exc:
         return SourceView("unreadable", problem=str(exc))
+
+
+def submission_view(settings: Settings, sub: Submission) -> SourceView:
+    """The stored upload of a submission as staff read it."""
+    try:
+        data = upload_path(settings, sub.sha256).read_bytes()
+    except OSError as exc:
+        return SourceView("unreadable", problem=f"the uploaded file cannot be read: {exc.strerror or exc}")
+    return source_view(data, sub.format)
+
+
+def inline_member(data: bytes, fmt: str, path: str) -> tuple[bytes, str] | None:
+    """The bytes and media type of one file shown inline: a PDF upload at PDF_PATH, or a zip's PDF or
+    PNG/JPEG image at its path. None for anything else (text is shown in the page; other types never
+    inline), or a file that is not there, cannot be read, or is larger than MAX_INLINE_BYTES."""
+    inline = _inline_type(path)
+    if inline is None:
+        return None
+    if fmt == "pdf":
+        return (data, inline) if path == PDF_PATH and data.startswith(b"%PDF-") else None
+    if fmt != "zip":
+        return None
+    try:
+        archive, infos = _archive(data)
+    except ValueError:
+        return None
+    info = next((i for i in infos if _path(i) == path), None)
+    if info is None or info.file_size > MAX_INLINE_BYTES:
+        return None
+    try:
+        with archive.open(info) as handle:
+            content = handle.read(MAX_INLINE_BYTES + 1)  # the archive's sizes may lie
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError):
+        return None
+    return (content, inline) if len(content) <= MAX_INLINE_BYTES else None
+
+
+def inline_file(settings: Settings, sub: Submission, path: str) -> tuple[bytes, str] | None:
+    """inline_member of a submission's stored upload."""
+    try:
+        data = upload_path(settings, sub.sha256).read_bytes()
+    except OSError:
+        return None
+    return inline_member(data, sub.format, path)
 
 
 def pygments_css() -> str:

@@ -1,4 +1,4 @@
-"""One submission as staff see it: the upload read-only (a notebook with its outputs, or a zip's files),
+"""One submission as staff see it: the upload read-only (a notebook with its outputs, a zip's files, a PDF),
 every test with its message, the student's output, flags, lateness, and the original file to download.
 
 Students have their own page for their submissions (student.py), which shows only what feedback allows.
@@ -28,7 +28,7 @@ from grader.web.common import (
     render,
     score_text,
 )
-from grader.web.source_view import SourceView, source_view
+from grader.web.source_view import SourceView, submission_view
 
 router = APIRouter(prefix="/instructor", include_in_schema=False)
 
@@ -58,14 +58,6 @@ class StaffSubmission:
     source: SourceView
     durations: dict[str, str] = field(default_factory=dict)
     siblings: list[Sibling] = field(default_factory=list)
-
-
-def _read_upload(settings: Settings, sub: Submission) -> SourceView:
-    try:
-        data = upload_path(settings, sub.sha256).read_bytes()
-    except OSError as exc:
-        return SourceView("unreadable", problem=f"the uploaded file cannot be read: {exc.strerror or exc}")
-    return source_view(data, sub.format)
 
 
 def staff_submission(session: Session, *, settings: Settings, submission_id: str) -> StaffSubmission | None:
@@ -100,7 +92,7 @@ def staff_submission(session: Session, *, settings: Settings, submission_id: str
         lateness=lateness_text(deadline, sub.submitted_at) if deadline else "",
         score=score_text(sub.score, sub.max_score) if sub.status == "graded" else "–",
         counts=chosen_id == sub.id,
-        source=_read_upload(settings, sub),
+        source=submission_view(settings, sub),
         durations=durations,
         siblings=[Sibling(s, local_time(s.submitted_at, timezone), s.id == chosen_id) for s in mine],
     )
