@@ -201,26 +201,111 @@ def test_a_regrade_request_from_the_student_page_and_its_answer(course_site, db)
     assert "regrade request" in history and "0 → 2" in history
 
 
-def test_a_zip_s_pdf_is_shown_inline_to_graders_only(course_site, db):
-    secret = add_user(db, "s1")
-    sub = stored_notebook(db, "s1")
-    data = zip_of({"report.pdf": "%PDF-1.4 REPORT", "model.py": "class Net: pass\n"})
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+PDF = b"%PDF-1.4\n% REPORT\n"
+INLINE_HEADERS = {
+    "content-disposition": "inline",
+    "x-content-type-options": "nosniff",
+    "cache-control": "private",
+    "content-security-policy": "sandbox",
+}
+
+
+def store_upload(db, sub: Submission, data: bytes, fmt: str, filename: str) -> None:
     digest = hashlib.sha256(data).hexdigest()
     path = get_settings().data_dir / "uploads" / digest[:2] / digest
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    sub.sha256, sub.format = digest, "zip"
+    sub.sha256, sub.format, sub.filename = digest, fmt, filename
     db.commit()
-    ta = signed_in(course_site, "ta1", add_user(db, "ta1", role="ta"))
-    page = ta.get("/staff/grading/hw5/q/q1/s1").text
-    assert f'src="/staff/grading/files/{sub.id}/report.pdf"' in page and "class Net: pass" in page
-    pdf = ta.get(f"/staff/grading/files/{sub.id}/report.pdf")
-    assert pdf.headers["content-type"] == "application/pdf" and pdf.content == b"%PDF-1.4 REPORT"
-    assert ta.get(f"/staff/grading/files/{sub.id}/model.py").status_code == 404  # text is shown in the page
-    assert (
-        signed_in(course_site, "s1", secret).get(f"/staff/grading/files/{sub.id}/report.pdf").status_code
-        == 403
+
+
+def assert_inline(response, media_type: str, content: bytes) -> None:
+    assert response.status_code == 200 and response.headers["content-type"] == media_type
+    assert response.content == content
+    for name, value in INLINE_HEADERS.items():
+        assert response.headers[name] == value, name
+
+
+def test_a_zip_s_pdfs_and_images_are_shown_inline_to_staff_only(course_site, db):
+    secret = add_user(db, "s1")
+    sub = stored_notebook(db, "s1")
+    data = zip_of(
+        {
+            "report.pdf": PDF,
+            "plots/loss curve.png": PNG,  # zip_of writes bytes as they are
+            "model.py": "class Net: pass\n",
+            "page.html": "<script>alert(1)</script>",
+            "work/hw5.ipynb": json.dumps(NOTEBOOK),
+        }
     )
+    store_upload(db, sub, data, "zip", "hw5.zip")
+    ta = signed_in(course_site, "ta1", add_user(db, "ta1", role="ta"))
+    prof = signed_in(course_site, "prof", add_user(db, "prof", role="instructor"))
+    files = f"/staff/grading/files/{sub.id}"
+    for page in (
+        ta.get("/staff/grading/hw5/q/q1/s1").text,
+        prof.get(f"/instructor/submissions/{sub.id}").text,
+    ):
+        assert f'<iframe class="pdf" src="{files}/report.pdf"' in page
+        assert f'<img class="nb-image" src="{files}/plots/loss%20curve.png"' in page
+        assert '<span class="k">class</span>' in page  # model.py, highlighted
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+        # The zip's one notebook comes first, its markdown rendered.
+        assert page.index("work/hw5.ipynb") < page.index("model.py") and "<h2>My answer to Q1</h2>" in page
+    assert_inline(ta.get(f"{files}/report.pdf"), "application/pdf", PDF)
+    assert_inline(prof.get(f"{files}/plots/loss curve.png"), "image/png", PNG)
+    for refused in ("model.py", "page.html", "work/hw5.ipynb", "missing.pdf", "../report.pdf"):
+        assert ta.get(f"{files}/{refused}").status_code == 404, refused
+    assert ta.get("/staff/grading/files/no-such-id/report.pdf").status_code == 404
+    student = signed_in(course_site, "s1", secret)
+    assert student.get(f"{files}/report.pdf").status_code == 403
+
+
+PROPOSAL = """title = "Project: proposal"
+kind = "project"
+released = 2020-01-01T00:00:00Z
+due = 2099-01-01T00:00:00Z
+weight = 2
+formats = ["pdf"]
+
+[[questions]]
+id = "plan"
+title = "The plan"
+points = 8
+rubric = [{ label = "A plan", points = 8 }]
+"""
+
+
+def test_a_project_s_pdf_upload_is_shown_in_an_iframe_on_both_staff_pages(course_site, db):
+    proposal = get_settings().assignments_dir / "proposal"
+    proposal.mkdir()
+    (proposal / "assignment.toml").write_text(PROPOSAL)
+    secret = add_user(db, "s1")
+    student = db.scalar(select(User).where(User.login == "s1"))
+    sub = Submission(
+        user_id=student.id,
+        assignment="proposal",
+        submitted_at=NOW - timedelta(hours=1),
+        sha256="0" * 64,
+        filename="proposal.pdf",
+        format="pdf",
+        status="submitted",  # a milestone without tests: nothing is run
+    )
+    db.add(sub)
+    db.commit()
+    store_upload(db, sub, PDF, "pdf", "proposal.pdf")
+    ta = signed_in(course_site, "ta1", add_user(db, "ta1", role="ta"))
+    prof = signed_in(course_site, "prof", add_user(db, "prof", role="instructor"))
+    files = f"/staff/grading/files/{sub.id}"
+    grading_page = ta.get("/staff/grading/proposal/q/plan/s1")
+    assert grading_page.status_code == 200
+    for page in (grading_page.text, prof.get(f"/instructor/submissions/{sub.id}").text):
+        assert f'<iframe class="pdf" src="{files}/report.pdf" title="report.pdf"></iframe>' in page
+    assert_inline(ta.get(f"{files}/report.pdf"), "application/pdf", PDF)
+    assert_inline(prof.get(f"{files}/report.pdf"), "application/pdf", PDF)
+    assert ta.get(f"{files}/proposal.pdf").status_code == 404  # one address, whatever the student named it
+    assert signed_in(course_site, "s1", secret).get(f"{files}/report.pdf").status_code == 403
 
 
 def test_grader_instructor_create_ta_makes_a_ta_who_signs_in_to_the_grading_pages(course_site):

@@ -19,12 +19,12 @@ from grader import (
     release,
     rubrics,
     submissions,
-    upload_view,
 )
 from grader.assignments import Assignment, Question
 from grader.config import get_settings
 from grader.deps import SessionDep
 from grader.models import ManualGrade, RegradeRequest, RegradeRun, User, WebSession
+from grader.web import source_view
 from grader.web.common import (
     CsrfCheckedDep,
     InstructorFormDep,
@@ -186,7 +186,7 @@ def _grade_page(request, session, web, slug, question_id, login, *, error: str =
             for c in rubrics.history(session, user_id=entry.student.id, slug=slug)
             if c.question == question_id
         ],
-        shown=upload_view.render(get_settings(), entry.submission),
+        shown=source_view.submission_view(get_settings(), entry.submission),
         error=error,
     )
 
@@ -256,9 +256,10 @@ def _looked_at(session: Session, submission_id: str, student: User, slug: str) -
 
 @router.get(BASE + "/files/{submission_id}/{path:path}")
 def inline_file(session: SessionDep, web: StaffPageDep, submission_id: str, path: str) -> Response:
-    """A PDF or image of a zip upload, shown inline to graders."""
+    """A PDF upload, or a PDF or image of a zip, shown inline to staff (the grading pages and the staff
+    submission page): under /staff, where TAs and instructors both reach it."""
     row = submissions.with_owner(session, submission_id=submission_id)
-    found = upload_view.member(get_settings(), row[0], path) if row else None
+    found = source_view.inline_file(get_settings(), row[0], path) if row else None
     if found is None:
         raise PageError(404, "No such file", "That file is not in the submission, or cannot be shown inline.")
     content, media_type = found
@@ -269,6 +270,8 @@ def inline_file(session: SessionDep, web: StaffPageDep, submission_id: str, path
             "Content-Disposition": "inline",
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private",
+            # The student's file is a document of its own: no script of it runs on our origin.
+            "Content-Security-Policy": "sandbox",
         },
     )
 
