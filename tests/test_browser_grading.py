@@ -6,10 +6,14 @@ The three submissions are stored graded before the service starts (as a worker s
 sandbox runs: this test needs no Docker, only /usr/bin/chromium (scripts/setup-browser.sh).
 """
 
+import io
 import os
+import struct
 import subprocess
 import sys
 import time
+import zipfile
+import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -127,11 +131,84 @@ def grading_service(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
-        yield {"base": base, "student": ("s1001", student_secret), "prof": ("prof", prof), "ta": ("ta1", ta)}
+        yield {
+            "base": base,
+            "env": env,
+            "student": ("s1001", student_secret),
+            "prof": ("prof", prof),
+            "ta": ("ta1", ta),
+        }
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def png(width: int, height: int) -> bytes:
+    """A plain PNG: red, blue at the bottom."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(
+        b"\0" + (b"\x20\x40\xc0" if y > height // 2 else b"\xc0\x20\x20") * width for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def pdf(text: str) -> bytes:
+    """A one-page PDF that says `text`."""
+    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def replace_upload(env: dict, login: str, data: bytes, fmt: str, filename: str) -> str:
+    """Store `data` as the upload of `login`'s submission of hw5; its id."""
+    code = f"""
+import hashlib
+from sqlalchemy import select
+from grader.config import get_settings
+from grader.db import session_factory
+from grader.models import Submission, User
+settings = get_settings()
+data = {data!r}
+digest = hashlib.sha256(data).hexdigest()
+path = settings.data_dir / "uploads" / digest[:2] / digest
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_bytes(data)
+with session_factory(settings)() as session:
+    sub = session.scalar(select(Submission).join(User).where(User.login == {login!r}))
+    sub.sha256, sub.format, sub.filename = digest, {fmt!r}, {filename!r}
+    session.commit()
+    print(sub.id)
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -215,6 +292,54 @@ def test_a_ta_grades_by_keyboard_the_instructor_releases_the_student_sees_the_co
     assert "Clear and complete: the schedule is the culprit." in question.inner_text()
     assert "names the learning rate" in question.inner_text()
     shot(page, "grading-06-student-sees-comments")
+    assert not errors, errors
+    context.close()
+
+
+def test_a_zip_s_pdf_and_image_show_inline_on_the_grading_page_and_the_staff_page(grading_service, browser):
+    base = grading_service["base"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("report.pdf", pdf("The written answers of s1001"))
+        zipped.writestr("figures/loss.png", png(240, 120))
+        zipped.writestr("model.py", "class Net:\n    def forward(self, x):\n        return x  # <identity>\n")
+    sub_id = replace_upload(grading_service["env"], "s1001", archive.getvalue(), "zip", "hw5.zip")
+    context = browser.new_context(viewport={"width": 1300, "height": 1100})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # What the inline route answered, by file (Chromium's PDF viewer adds a response of its own, unheaded).
+    served: dict[str, list[tuple[int, str | None, str | None]]] = {}
+
+    def answered(response) -> None:
+        if "/staff/grading/files/" in response.url:
+            headers = response.headers
+            served.setdefault(response.url.rsplit("/", 1)[-1], []).append(
+                (response.status, headers.get("content-type"), headers.get("content-security-policy"))
+            )
+
+    page.on("response", answered)
+    for who, address in (
+        ("ta", "/staff/grading/hw5/q/q1/s1001"),
+        ("prof", f"/instructor/submissions/{sub_id}"),
+    ):
+        served.clear()
+        sign_in(page, base, *grading_service[who])
+        page.wait_for_load_state()
+        page.goto(base + address)
+        image = page.locator("img[alt='figures/loss.png']")
+        image.scroll_into_view_if_needed()
+        page.wait_for_function("document.querySelector(\"img[alt='figures/loss.png']\").complete")
+        assert image.evaluate("img => img.naturalWidth") == 240  # the sandbox header does not stop an image
+        assert page.locator("iframe.pdf").get_attribute("src") == f"/staff/grading/files/{sub_id}/report.pdf"
+        assert served["loss.png"] == [(200, "image/png", "sandbox")]
+        # Chromium hands a PDF to its viewer with the CSP header taken off (it would block the viewer), so
+        # only the media type shows here; test_grading_pages checks the header the route sends.
+        assert (200, "application/pdf") in [answer[:2] for answer in served["report.pdf"]], served
+        assert page.locator(".source-file .highlight .k").first.inner_text() == "class"  # model.py
+        page.locator("iframe.pdf").scroll_into_view_if_needed()
+        shot(page, f"grading-09-zip-inline-{who}")
+        page.get_by_role("button", name="Sign out").click()
     assert not errors, errors
     context.close()
 
