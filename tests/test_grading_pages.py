@@ -262,6 +262,29 @@ def test_a_zip_s_pdfs_and_images_are_shown_inline_to_staff_only(course_site, db)
     assert student.get(f"{files}/report.pdf").status_code == 403
 
 
+def test_inline_member_serves_only_inline_types_within_the_limit(monkeypatch):
+    from grader.web import source_view
+
+    data = zip_of(
+        {"a/report.pdf": PDF, "a\\figure.JPG": b"\xff\xd8\xff", "index.html": "<p>", "icon.svg": "<svg/>"}
+    )
+    assert source_view.inline_member(data, "zip", "a/report.pdf") == (PDF, "application/pdf")
+    assert source_view.inline_member(data, "zip", "a/figure.JPG") == (b"\xff\xd8\xff", "image/jpeg")
+    for path in ("index.html", "icon.svg", "a/missing.png"):
+        assert source_view.inline_member(data, "zip", path) is None, path
+    assert source_view.inline_member(PDF, "pdf", "report.pdf") == (PDF, "application/pdf")
+    assert source_view.inline_member(b"<html>", "pdf", "report.pdf") is None  # not a PDF after all
+    assert source_view.inline_member(data, "ipynb", "a/report.pdf") is None
+    assert source_view.inline_member(b"PK broken", "zip", "a/report.pdf") is None
+    monkeypatch.setattr(source_view, "MAX_INLINE_BYTES", len(PDF) - 1)
+    assert source_view.inline_member(data, "zip", "a/report.pdf") is None
+    shown = source_view.source_view(data, "zip").files
+    assert [(f.path, f.inline) for f in shown if f.inline] == [
+        ("a/figure.JPG", "image/jpeg"),
+        ("a/report.pdf", "application/pdf"),
+    ]
+
+
 PROPOSAL = """title = "Project: proposal"
 kind = "project"
 released = 2020-01-01T00:00:00Z

@@ -212,7 +212,7 @@ def zip_files(data: bytes) -> list[SourceFile]:
     lone = notebooks[0] if len(notebooks) == 1 else None
     ordered = sorted(
         infos,
-        key=lambda i: (i is not lone, PurePosixPath(i.filename).name != "submission.py", i.filename),
+        key=lambda i: (i is not lone, PurePosixPath(_path(i)).name != "submission.py", _path(i)),
     )
     for info in ordered[:MAX_FILES]:
         path = _path(info)
