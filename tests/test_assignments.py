@@ -19,7 +19,13 @@ from grader.uploads import Unpacked, unpack_path
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = ROOT / "assignments"
 FIXTURES = Path(__file__).parent / "fixtures" / "submissions"
-SLUGS = ["hw1-mlp", "hw2-cnn", "hw3-rnn", "hw4-attention"]
+SLUGS = [
+    "hw1-mlp",
+    "hw2-cnn",
+    "hw3-rnn",
+    "hw4-attention",
+    "hw5-lm",
+]
 
 
 def expected(slug: str) -> dict:

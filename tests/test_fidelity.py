@@ -91,6 +91,7 @@ def homework_cases() -> list[Case]:
         ("hw2-cnn", "torch"),
         ("hw3-rnn", "torch"),
         ("hw4-attention", "torch"),
+        ("hw5-lm", "torch"),
     ]:
         folder = HOMEWORKS / slug
         recorded = tomllib.loads((RECORDED / slug / "expected.toml").read_text("utf-8"))
