@@ -25,6 +25,7 @@ SLUGS = [
     "hw3-rnn",
     "hw4-attention",
     "hw5-lm",
+    "hw6-vit-clip",
 ]
 
 

@@ -92,6 +92,7 @@ def homework_cases() -> list[Case]:
         ("hw3-rnn", "torch"),
         ("hw4-attention", "torch"),
         ("hw5-lm", "torch"),
+        ("hw6-vit-clip", "torch"),
     ]:
         folder = HOMEWORKS / slug
         recorded = tomllib.loads((RECORDED / slug / "expected.toml").read_text("utf-8"))
