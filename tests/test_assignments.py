@@ -26,6 +26,7 @@ SLUGS = [
     "hw4-attention",
     "hw5-lm",
     "hw6-vit-clip",
+    "hw7-vae-diffusion",
 ]
 
 

@@ -93,6 +93,7 @@ def homework_cases() -> list[Case]:
         ("hw4-attention", "torch"),
         ("hw5-lm", "torch"),
         ("hw6-vit-clip", "torch"),
+        ("hw7-vae-diffusion", "torch"),
     ]:
         folder = HOMEWORKS / slug
         recorded = tomllib.loads((RECORDED / slug / "expected.toml").read_text("utf-8"))
