@@ -67,12 +67,12 @@ def test_returns_the_keys_and_values_as_the_cache(device):
 def test_decoding_one_token_at_a_time_equals_full_recompute(device):
     module, _, g = attention(device)
     x = torch.randn(2, 8, D_MODEL, generator=g).to(device)
-    with torch.no_grad():
-        full, _ = module(x)
-        out, cache = module(x[:, :5])
+    with torch.no_grad():  # copies: code that changed its input in place could otherwise change x
+        full, _ = module(x.clone())
+        out, cache = module(x[:, :5].clone())
         steps = [out]
         for t in range(5, 8):
-            out, cache = module(x[:, t : t + 1], cache)
+            out, cache = module(x[:, t : t + 1].clone(), cache)
             steps.append(out)
     assert tuple(cache[0].shape) == (2, HEADS, 8, D_MODEL // HEADS)
     torch.testing.assert_close(torch.cat(steps, dim=1).cpu(), full.cpu())
@@ -82,7 +82,7 @@ def test_a_chunk_after_the_cache_equals_full_recompute(device):
     module, _, g = attention(device)
     x = torch.randn(1, 7, D_MODEL, generator=g).to(device)
     with torch.no_grad():
-        full, _ = module(x)
-        first, cache = module(x[:, :4])
-        rest, _ = module(x[:, 4:], cache)
+        full, _ = module(x.clone())  # copies (see above)
+        first, cache = module(x[:, :4].clone())
+        rest, _ = module(x[:, 4:].clone(), cache)
     torch.testing.assert_close(torch.cat([first, rest], dim=1).cpu(), full.cpu())

@@ -42,16 +42,16 @@ def test_greedy_generation_with_the_cache_matches_full_recompute(device):
     expected = prompt
     with torch.no_grad():  # greedy decoding the slow way: the whole sequence again for every token
         for _ in range(10):
-            logits, _ = lm(expected)
+            logits, _ = lm(expected.clone())  # a copy: the prompt is used again below
             expected = torch.cat([expected, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
-    out = submission.generate(lm, prompt, 10)
+    out = submission.generate(lm, prompt.clone(), 10)
     assert torch.equal(torch.as_tensor(out).cpu(), expected.cpu())
 
 
 def test_top_k_1_sampling_is_greedy(device):
     lm = model(device)
     prompt = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(SEED)).to(device)
-    greedy = submission.generate(lm, prompt, 6)
-    sampled = submission.generate(lm, prompt, 6, top_k=1)
+    greedy = submission.generate(lm, prompt.clone(), 6)  # copies: the prompt is used twice
+    sampled = submission.generate(lm, prompt.clone(), 6, top_k=1)
     assert tuple(sampled.shape) == (2, 9)
     assert torch.equal(sampled.cpu(), greedy.cpu())
