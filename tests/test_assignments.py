@@ -27,6 +27,8 @@ SLUGS = [
     "hw5-lm",
     "hw6-vit-clip",
     "hw7-vae-diffusion",
+    "hw8-ssl",
+    "hw9-rl",
 ]
 
 
@@ -110,7 +112,9 @@ def test_fixture_submissions_get_the_recorded_scores(docker_client, settings, sl
         assert result.score == recorded["cases"][case]["score"], lost
         assert lost == sorted(recorded["cases"][case]["fails"])
     changed = sorted(test.name for test in result.tests if test.mutated_args)
-    assert changed == sorted(recorded["cases"].get(case, {}).get("changes_arguments", []))
+    # Where the task itself is an in-place update (BYOL's EMA), the solution changes its arguments too.
+    by_design = recorded.get("solution_changes_arguments", []) if case == "solution" else []
+    assert changed == sorted(recorded["cases"].get(case, {}).get("changes_arguments", by_design))
     # The budget: a whole run well inside the sandbox's clock, even on a slow runner.
     assert result.duration_s < assignment.sandbox.timeout_s / 2
 
