@@ -94,6 +94,8 @@ def homework_cases() -> list[Case]:
         ("hw5-lm", "torch"),
         ("hw6-vit-clip", "torch"),
         ("hw7-vae-diffusion", "torch"),
+        ("hw8-ssl", "torch"),
+        ("hw9-rl", "torch"),
     ]:
         folder = HOMEWORKS / slug
         recorded = tomllib.loads((RECORDED / slug / "expected.toml").read_text("utf-8"))
