@@ -91,6 +91,11 @@ def homework_cases() -> list[Case]:
         ("hw2-cnn", "torch"),
         ("hw3-rnn", "torch"),
         ("hw4-attention", "torch"),
+        ("hw5-lm", "torch"),
+        ("hw6-vit-clip", "torch"),
+        ("hw7-vae-diffusion", "torch"),
+        ("hw8-ssl", "torch"),
+        ("hw9-rl", "torch"),
     ]:
         folder = HOMEWORKS / slug
         recorded = tomllib.loads((RECORDED / slug / "expected.toml").read_text("utf-8"))
