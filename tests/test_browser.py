@@ -6,12 +6,14 @@ Needs: the Docker engine and sandbox image (marker `docker`), /usr/bin/chromium
 (scripts/setup-browser.sh) and the `playwright` package (dev extras; never `playwright install`).
 """
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,6 +82,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """`grader serve` on a free port under `env`, answering; its base URL. Stopped afterwards."""
+    port = free_port()
+    with open(tmp_path / "serve.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "grader.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(150):
+                try:
+                    if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None:
+                    pytest.fail("grader serve exited:\n" + (tmp_path / "serve.log").read_text())
+                time.sleep(0.2)
+            else:
+                pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def grader_cli(env: dict, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "grader.cli", *args], env=env, capture_output=True, text=True, timeout=120
@@ -117,27 +149,7 @@ def service(tmp_path, docker_client):
         env, "instructor", "create", "--login", "prof", "--name", "Grace Hopper"
     ).strip()
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "grader.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                pytest.fail("grader serve exited:\n" + (tmp_path / "serve.log").read_text())
-            time.sleep(0.2)
-        else:
-            pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
+    with serving(env, tmp_path) as base:
         yield {
             "base": base,
             "student": ("s1001", student_secret),
@@ -145,10 +157,6 @@ def service(tmp_path, docker_client):
             "instructor": ("prof", instructor_secret),
             "tmp": tmp_path,
         }
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture

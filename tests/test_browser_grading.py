@@ -17,11 +17,10 @@ import zlib
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.fixtures.grading import NOW, write_course
-from tests.test_browser import CHROMIUM, free_port, grader_cli, shot
+from tests.test_browser import CHROMIUM, grader_cli, serving, shot
 
 NOTEBOOK = {
     "cells": [
@@ -110,27 +109,7 @@ def grading_service(tmp_path):
     ta = grader_cli(env, "instructor", "create", "--ta", "--login", "ta1", "--name", "Tim the TA").strip()
     store_graded_submissions(env, ["s1001", "s1002", "s1003"])
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "grader.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                pytest.fail("grader serve exited:\n" + (tmp_path / "serve.log").read_text())
-            time.sleep(0.2)
-        else:
-            pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
+    with serving(env, tmp_path) as base:
         yield {
             "base": base,
             "env": env,
@@ -138,10 +117,6 @@ def grading_service(tmp_path):
             "prof": ("prof", prof),
             "ta": ("ta1", ta),
         }
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def png(width: int, height: int) -> bytes:

@@ -7,15 +7,11 @@ service starts. Needs /usr/bin/chromium (scripts/setup-browser.sh) and the `play
 """
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.test_browser import CHROMIUM, free_port, grader_cli, shot, sign_in
+from tests.test_browser import CHROMIUM, grader_cli, serving, shot, sign_in
 from tests.test_browser import browser as browser  # noqa: F401 (the fixture)
 from tests.test_similarity import add_user, code, notebook, submit, write_course, zipped
 
@@ -39,32 +35,8 @@ def service(tmp_path):
     grader_cli(env, "migrate")
     secret = seed(env)
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "grader.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                pytest.fail("grader serve exited:\n" + (tmp_path / "serve.log").read_text())
-            time.sleep(0.2)
-        else:
-            pytest.fail("grader serve did not answer:\n" + (tmp_path / "serve.log").read_text())
+    with serving(env, tmp_path) as base:
         yield {"base": base, "instructor": ("prof", secret), "tmp": tmp_path}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def seed(env: dict) -> str:
