@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=0, ge=0, le=16)
     pool_memory_mb: int = Field(default=0, ge=0)
     pool_idle_s: float = Field(default=600, gt=0)
+    # `grader grade` (a new process each time): above 0, it leaves one pair parked for the next command
+    # of the same assignment, which exits after this many seconds unclaimed (grader.parked). 0: off.
+    cli_pool_idle_s: float = Field(default=0, ge=0)
     # API tokens expire this long after `grader token create` (which takes --expires-in for another).
     token_lifetime_days: int = Field(default=180, ge=1, le=3650)
 

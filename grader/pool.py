@@ -48,6 +48,7 @@ class Recipe:
 
     key: str
     slug: str
+    path: str  # the assignment's folder
     image: str
     box: SandboxSpec
     settings: Settings
@@ -74,6 +75,7 @@ class Recipe:
         return cls(
             key=digest.hexdigest(),
             slug=assignment.slug,
+            path=str(assignment.path.resolve()),
             image=image,
             box=assignment.sandbox,
             settings=settings,
@@ -98,6 +100,7 @@ class Pair:
     tests_sock: object = None  # attach sockets, stdin still open: the submission's frame goes there
     student_sock: object = None
     born: float = field(default_factory=time.monotonic)
+    parked: bool = False  # a parked pair's stdin must stay open (sandbox.finish)
 
     def close_sockets(self) -> None:
         for sock in (self.student_sock, self.tests_sock):
@@ -111,10 +114,20 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def start_pair(api, recipe: Recipe) -> Pair:
-    """Start H and S for recipe, waiting for their submission; remove what started if anything fails."""
-    labels = {"grader.submission": "pool", POOL_LABEL: owner(), "grader.sandbox": os.urandom(16).hex()}
-    common = {"settings": recipe.settings, "labels": labels}
+def start_pair(api, recipe: Recipe, *, parked_idle_s: float = 0) -> Pair:
+    """Start H and S for recipe, waiting for their submission; remove what started if anything fails.
+
+    parked_idle_s > 0: a parked pair (grader.parked), whose stdin outlives this connection and which
+    exits unclaimed after that many seconds."""
+    parked = parked_idle_s > 0
+    labels = {
+        "grader.submission": "pool",
+        POOL_LABEL: "parked" if parked else owner(),
+        "grader.sandbox": os.urandom(16).hex(),
+        "grader.pool.key": recipe.key,
+    }
+    common = {"settings": recipe.settings, "labels": labels, "stdin_once": not parked}
+    idle = {"SANDBOX_IDLE_S": str(parked_idle_s)} if parked else {}
     pair = Pair(key=recipe.key, tests_id="", student_id="")
     try:
         pair.tests_id = sandbox.create(
@@ -125,7 +138,7 @@ def start_pair(api, recipe: Recipe) -> Pair:
             entry=sandbox.TESTS_ENTRY,
             workdir="/tmp/grade",
             network_mode="none",
-            pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.tests_preload)},
+            pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.tests_preload), **idle},
             **common,
         )
         pair.tests_sock = sandbox.launch(api, pair.tests_id, sandbox.frame(recipe.tests_tar), gpu=False)
@@ -137,7 +150,7 @@ def start_pair(api, recipe: Recipe) -> Pair:
             entry=sandbox.student_entry(0),
             workdir="/tmp/work",
             network_mode=f"container:{pair.tests_id}",
-            pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.student_preload)},
+            pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.student_preload), **idle},
             **common,
         )
         pair.student_sock = sandbox.launch(api, pair.student_id, sandbox.frame(recipe.student_tar), gpu=False)
@@ -303,7 +316,7 @@ def pair_memory(api, pair: Pair) -> int:
 _active: Pool | None = None
 
 
-def active() -> Pool | None:
+def active():
     """This process's pool, if one was started (not one inherited through a fork)."""
     pool = _active
     return pool if pool is not None and pool.pid == os.getpid() and not pool.closed else None
@@ -318,6 +331,12 @@ def start(settings: Settings) -> Pool | None:
         size, memory_mb, idle_s = settings.pool_size, settings.pool_memory_mb, settings.pool_idle_s
         _active = Pool(settings, size=size, memory_mb=memory_mb, max_idle_s=idle_s)
     return _active
+
+
+def install(chosen) -> None:
+    """Make chosen (a Pool, or anything with take() and want(): grader.parked.Parking) this process's."""
+    global _active
+    _active = chosen
 
 
 def stop() -> None:

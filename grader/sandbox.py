@@ -97,7 +97,9 @@ def build_tar(files: dict[str, bytes], *, uid: int) -> bytes:
     folders = {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name in sorted(folders, key=lambda folder: folder.count("/")):
+        for name in sorted(
+            folders, key=lambda folder: (folder.count("/"), folder)
+        ):  # the same bytes each time
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
             archive.addfile(info)
@@ -315,15 +317,19 @@ def launch(api, container_id: str, data: bytes, *, gpu: bool, sink: "_Stream | N
     return sock
 
 
-def finish(sock, sink: _Stream, data: bytes = b"") -> None:
-    """Send the rest of stdin, close it, and read the container's output into sink from now on."""
+def finish(sock, sink: _Stream, data: bytes = b"", *, close_stdin: bool = True) -> None:
+    """Send the rest of stdin, close it, and read the container's output into sink from now on.
+
+    close_stdin False for a parked pair: without StdinOnce, the engine ends the whole attach stream,
+    output included, when its stdin ends; the harness reads one frame and needs no end of file."""
     raw = getattr(sock, "_sock", sock)
     if sock not in sink.socks:
         sink.socks.append(sock)
     try:
         if data:
             raw.sendall(data)
-        raw.shutdown(socket.SHUT_WR)  # end of stdin; the read side keeps carrying output
+        if close_stdin:
+            raw.shutdown(socket.SHUT_WR)  # end of stdin; the read side keeps carrying output
     except OSError:
         pass  # the container died before reading everything; its exit tells the story
     sink.attach(sock)
@@ -352,8 +358,11 @@ def create(
     labels: dict[str, str],
     gpu_ids: list[str] | None = None,
     pooled_env: dict[str, str] | None = None,
+    stdin_once: bool = True,
 ) -> str:
-    """Create one sandbox container (H: role tests, S: role student); pooled_env makes it a pooled one."""
+    """Create one sandbox container (H: role tests, S: role student); pooled_env makes it a pooled one.
+
+    stdin_once False (a parked pair, grader.parked): stdin stays open when its first client leaves."""
     log_bytes = max(2 * settings.output_limit_bytes, 2**20)
     host = _host_config(api, box, network_mode=network_mode, gpu_ids=gpu_ids, log_bytes=log_bytes)
     env = {**_environment(box), "SANDBOX_WORKDIR": workdir, **(pooled_env or {})}
@@ -370,6 +379,7 @@ def create(
         labels={**labels, "grader.role": role},
         host_config=host,
         stdin_open=True,
+        detach=not stdin_once,  # docker-py sets StdinOnce for an attached (not detached) container
     )
     return container["Id"]
 
@@ -544,9 +554,10 @@ def grade(
             created += [pair.tests_id, pair.student_id]
             students.append(pair.student_id)
             # The submission's part only: the pair has the harness (and H the tests) already.
-            finish(pair.tests_sock, tests_out, frame(build_tar(spec, uid=1000)))
+            close = not pair.parked
+            finish(pair.tests_sock, tests_out, frame(build_tar(spec, uid=1000)), close_stdin=close)
             mine = _student_tar(assignment, unpacked, None, scramble_args=scramble_args)
-            finish(pair.student_sock, student_out, frame(mine))
+            finish(pair.student_sock, student_out, frame(mine), close_stdin=close)
         else:
             tests_id = create(
                 api,

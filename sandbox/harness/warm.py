@@ -17,6 +17,7 @@ import tarfile
 
 POOLED = "SANDBOX_POOLED"  # set in a pooled container's environment
 PRELOAD = "SANDBOX_PRELOAD"  # the libraries to import before the submission, comma-separated
+IDLE = "SANDBOX_IDLE_S"  # a parked sandbox's wait, at most
 
 
 def pooled() -> bool:
@@ -48,12 +49,25 @@ def read_frame(stream) -> bytes | None:
     return data if len(data) == size else None
 
 
+def arrives(stream, idle_s: float) -> bool:
+    """Whether stdin has something within idle_s seconds (0: wait for ever)."""
+    if idle_s <= 0:
+        return True
+    import select
+
+    return bool(select.select([stream.fileno()], [], [], idle_s)[0])
+
+
 def receive(*, student: bool, stream=None, root: str = "/tmp") -> None:
     """Wait for the submission's part, unpack it under root and move into SANDBOX_WORKDIR.
 
+    A parked sandbox (grader.parked) that no command claims within SANDBOX_IDLE_S seconds exits.
     On the student side, files that would not unpack are the student's error, reported by the harness
     as in a fresh container (SANDBOX_UNPACK_ERROR); on the tests side they are ours."""
-    data = read_frame(stream or sys.stdin.buffer)
+    stream = stream or sys.stdin.buffer
+    if not arrives(stream, float(os.environ.get(IDLE, "0") or 0)):
+        os._exit(0)
+    data = read_frame(stream)
     if data is None:
         os._exit(0)
     try:
