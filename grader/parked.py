@@ -48,6 +48,13 @@ class Parking:
         self.taken += pair is not None
         return pair
 
+    def begin(self) -> None:
+        pass
+
+    def end(self, recipe: pool.Recipe | None) -> None:
+        if recipe is not None:
+            self.want(recipe)
+
     def want(self, recipe: pool.Recipe) -> None:
         """Park a pair for the next command, from a process of its own: this one ends now."""
         if self.spawned:

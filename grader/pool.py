@@ -176,6 +176,7 @@ class Pool:
         self.recipes: dict[str, Recipe] = {}
         self.used: dict[str, float] = {}  # key -> when a grading last wanted it
         self.taken = Counter()  # key -> pairs taken (hits)
+        self.running = 0  # gradings in progress in this process (begin/end)
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.closed = False
@@ -197,6 +198,20 @@ class Pool:
                 self.taken[key] += 1
                 return pair
             retire(self.settings, pair)  # it died waiting (the engine restarted, say): try the next one
+
+    def begin(self) -> None:
+        """A grading starts in this process: starting pairs would take CPU from it, so none starts
+        until every grading here has ended (on 2 cores a refill slowed a running grading by seconds)."""
+        with self.lock:
+            self.running += 1
+
+    def end(self, recipe: Recipe | None) -> None:
+        with self.lock:
+            self.running -= 1
+        if recipe is not None:
+            self.want(recipe)
+        else:
+            self.wake.set()
 
     def want(self, recipe: Recipe) -> None:
         """A grading of this configuration just finished: keep a pair of it ready for the next one."""
@@ -256,8 +271,8 @@ class Pool:
             if extra is not None:
                 retire(self.settings, extra)
                 continue
-            if not missing or not self._room(api):
-                return
+            if not missing or self.running or not self._room(api):
+                return  # (while gradings run, end() wakes this thread again)
             pair = start_pair(api, self.recipes[missing[0]])
             with self.lock:
                 if self.closed:

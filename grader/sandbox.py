@@ -490,6 +490,8 @@ def grade(
     student_out = _Stream(settings.output_limit_bytes)
     sinks = (tests_out, student_out)
     pool = warm_pool.active() if not box.gpu else None
+    if pool is not None:
+        pool.begin()  # no pair starts in this process while a grading runs here
     recipe = None
     try:
         try:
@@ -603,5 +605,5 @@ def grade(
         for sink in sinks:
             sink.close()
         client.close()
-        if recipe is not None:
-            pool.want(recipe)  # the next pair for this assignment starts now that this grading is done
+        if pool is not None:
+            pool.end(recipe)  # the next pair for this assignment starts once no grading runs here
