@@ -97,9 +97,8 @@ def build_tar(files: dict[str, bytes], *, uid: int) -> bytes:
     folders = {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name in sorted(
-            folders, key=lambda folder: (folder.count("/"), folder)
-        ):  # the same bytes each time
+        # By depth, then name: the same files give the same bytes (grader.pool keys pairs by them).
+        for name in sorted(folders, key=lambda folder: (folder.count("/"), folder)):
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
             archive.addfile(info)
