@@ -63,7 +63,9 @@ def _free_port() -> int:
 class Service:
     """API + workers on PostgreSQL and Redis, for the add-one course."""
 
-    def __init__(self, url: str, tmp: Path, *, concurrency: int, workers: int = 1, api_workers: int = 1):
+    def __init__(
+        self, url: str, tmp: Path, *, concurrency: int, workers: int = 1, api_workers: int = 1, pool: int = 0
+    ):
         self.db_url, self.tmp = url, tmp
         course = tmp / "course"
         shutil.copytree(common.COURSE, course, ignore=shutil.ignore_patterns("add-gpu", "add-slow"))
@@ -73,6 +75,7 @@ class Service:
             GRADER_ASSIGNMENTS_DIR=str(course),
             GRADER_DATABASE_URL=url,
             GRADER_BROKER_URL=BROKER,
+            GRADER_POOL_SIZE=str(pool),  # warm sandboxes per worker process (grader.pool)
         )
         self.concurrency, self.workers, self.api_workers = concurrency, workers, api_workers
         self.procs: list[subprocess.Popen] = []
@@ -198,6 +201,11 @@ class Service:
                 if info["Labels"].get("grader.worker") in mine:
                     with contextlib.suppress(docker.errors.APIError):
                         client.api.remove_container(info["Id"], force=True)
+            # Pooled pairs of our workers' processes that exited when their worker stopped.
+            for info in client.api.containers(all=True, filters={"label": "grader.pool", "status": "exited"}):
+                if info["Labels"].get("grader.pool", "").startswith(socket.gethostname() + ":"):
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.api.remove_container(info["Id"], force=True)
         finally:
             client.close()
 
@@ -208,14 +216,18 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(*, concurrency: int, workers: int = 1, start_workers: bool = True, api_workers: int = 1):
+def running_service(
+    *, concurrency: int, workers: int = 1, start_workers: bool = True, api_workers: int = 1, pool: int = 0
+):
     if _redis("ping") != "PONG":
         raise RuntimeError("no Redis at 127.0.0.1:6379 (scripts/test starts one)")
     _redis("flushdb")
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
     try:
         with pg_database() as url:
-            service = Service(url, tmp, concurrency=concurrency, workers=workers, api_workers=api_workers)
+            service = Service(
+                url, tmp, concurrency=concurrency, workers=workers, api_workers=api_workers, pool=pool
+            )
             try:
                 service.start(workers=start_workers)
                 yield service

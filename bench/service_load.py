@@ -153,6 +153,7 @@ def main(argv=None) -> list[Report]:
     parser.add_argument("--per-client", type=int, default=None, help="burst uploads per client (default 10)")
     parser.add_argument("--only", choices=["throughput", "burst"])
     parser.add_argument("--api-workers", type=int, default=1, help="API processes (grader api --workers)")
+    parser.add_argument("--pool", type=int, default=0, help="warm pairs per worker (GRADER_POOL_SIZE)")
     parser.add_argument(
         "--api-alone",
         action="store_true",
@@ -165,7 +166,10 @@ def main(argv=None) -> list[Report]:
     if args.api_alone:
         args.only = "burst"
     with running_service(
-        concurrency=args.concurrency, start_workers=not args.api_alone, api_workers=args.api_workers
+        concurrency=args.concurrency,
+        start_workers=not args.api_alone,
+        api_workers=args.api_workers,
+        pool=args.pool,
     ) as service:
         try:
             if args.only in (None, "throughput"):

@@ -42,6 +42,11 @@ def grade_path(assignment_dir: Path, submission: Path, *, scramble_args: bool = 
     from grader.uploads import BadUpload, unpack_path
 
     settings = get_settings()
+    if settings.cli_pool_idle_s > 0:
+        from grader import parked, pool
+
+        if pool.active() is None:
+            pool.install(parked.Parking(settings))  # claim a parked pair; park one for the next command
     assignment = load_assignment(assignment_dir)
     try:
         unpacked = unpack_path(

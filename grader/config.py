@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=10, ge=0)
     # Grading threads inside `grader serve` on the embedded default (no broker).
     embedded_workers: int = Field(default=1, ge=1, le=64)
+    # The warm pool (grader.pool): sandboxes started before their submission, with the tests'
+    # libraries (torch) already imported, in each grading process (`grader worker`, `grader serve`).
+    # pool_size pairs at most (0: off), for the assignments graded last; pool_memory_mb caps what the
+    # idle pairs hold (0: no cap; an idle hw4 pair holds about 0.4 GiB, see bench/README.md); a pair
+    # that no grading wanted for pool_idle_s is removed.
+    pool_size: int = Field(default=0, ge=0, le=16)
+    pool_memory_mb: int = Field(default=0, ge=0)
+    pool_idle_s: float = Field(default=600, gt=0)
+    # `grader grade` (a new process each time): above 0, it leaves one pair parked for the next command
+    # of the same assignment, which exits after this many seconds unclaimed (grader.parked). 0: off.
+    cli_pool_idle_s: float = Field(default=0, ge=0)
     # API tokens expire this long after `grader token create` (which takes --expires-in for another).
     token_lifetime_days: int = Field(default=180, ge=1, le=3650)
     # Earlier terms' submissions for the similarity report: <this>/<slug>/ holds one assignment's (.ipynb,

@@ -18,7 +18,7 @@ from queue import Queue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from grader import grading
+from grader import grading, pool
 from grader.config import Settings
 from grader.db import utcnow
 from grader.models import Worker
@@ -97,6 +97,7 @@ def enqueue(*, session: Session, settings: Settings, submissions: list[tuple[str
 def start_threads(settings: Settings) -> str:
     """Start the embedded grading threads; returns the worker name they grade under."""
     name = f"embedded@{socket.gethostname()}-{os.getpid()}"
+    pool.start(settings)  # one warm pool for the threads (if pool_size > 0)
     for index in range(settings.embedded_workers):
         threading.Thread(
             target=_grade_pending, args=(settings, name), daemon=True, name=f"grader-{index}"

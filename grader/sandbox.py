@@ -6,6 +6,7 @@ container has any other network. Files go in as a tar on stdin, never through bi
 that itself runs in a container works. Both containers are removed whatever happens.
 """
 
+import ast
 import contextlib
 import io
 import json
@@ -26,10 +27,9 @@ from docker.utils.socket import frames_iter
 from grader import config, images, sandbox_result
 from grader.assignments import Assignment, with_data
 from grader.config import Settings
-from grader.engine import SandboxUnavailable, remove_orphans  # noqa: F401 - grader.sandbox's interface too
+from grader.engine import SandboxUnavailable, remove_later, remove_orphans  # noqa: F401 - grader.sandbox's interface too
 from grader.engine import client as _client
 from grader.engine import kill as _kill
-from grader.engine import remove as _remove
 from grader.results import GradeResult
 from grader.sandbox_result import EVIDENCE, RESULT_PREFIX
 from grader.uploads import Unpacked, module_names
@@ -64,6 +64,23 @@ os.chdir(os.environ.get("SANDBOX_WORKDIR", "/tmp"))
 os.execv(sys.executable, [sys.executable, "-I", "-u", "/tmp/harness/" + sys.argv[1], *sys.argv[2:]])
 """
 
+# A pooled container's command (grader.pool): unpack the first frame on stdin (what is the same for
+# every submission: the harness, and on the tests side the tests), then run the harness in this same
+# interpreter, so what it imports while it waits for the submission's frame is kept. -I implies -P on
+# Python 3.11: nothing of the working directory is on sys.path. Frames: sandbox/harness/warm.py.
+POOLED_BOOT = """\
+import io, runpy, sys, tarfile
+size = int.from_bytes(sys.stdin.buffer.read(8), "big")
+with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read(size)), mode="r:") as archive:
+    archive.extractall("/tmp")
+sys.argv = ["/tmp/harness/" + sys.argv[1], *sys.argv[2:]]
+sys.dont_write_bytecode = True
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+# What a pooled student side imports ahead, of what the tests import: the heavy libraries a student's
+# code imports too. The tests side imports all that its test files import.
+STUDENT_PRELOAD = ("numpy", "torch")
+
 GPU_UNSUPPORTED = re.compile(r"could not select device driver|nvidia-container|unknown runtime", re.I)
 
 
@@ -80,7 +97,8 @@ def build_tar(files: dict[str, bytes], *, uid: int) -> bytes:
     folders = {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name in sorted(folders, key=lambda folder: folder.count("/")):
+        # By depth, then name: the same files give the same bytes (grader.pool keys pairs by them).
+        for name in sorted(folders, key=lambda folder: (folder.count("/"), folder)):
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
             archive.addfile(info)
@@ -114,18 +132,24 @@ def _max_message_bytes(box) -> int:
     return min(64 * 2**20, box.memory_mb * 2**20 // 4)
 
 
-def _tests_tar(assignment: Assignment, unpacked: Unpacked, harness_dir: Path) -> bytes:
+def _tests_files(assignment: Assignment, harness_dir: Path) -> dict[str, bytes]:
+    """H's files that are the same for every submission of the assignment: all but spec.json."""
     files = _tree(harness_dir, "harness") | _tree(assignment.tests_dir, "grade/tests")
     if assignment.public_tests_dir.is_dir():
         files |= _tree(assignment.public_tests_dir, "grade/public_tests")
     files |= {f"grade/{name}": content for name, content in assignment.data_files().items()}
-    files["grade/spec.json"] = json.dumps(_spec(assignment, unpacked)).encode()
-    return build_tar(files, uid=1000)
+    return files
+
+
+def _spec_file(assignment: Assignment, unpacked: Unpacked) -> dict[str, bytes]:
+    return {"grade/spec.json": json.dumps(_spec(assignment, unpacked)).encode()}
 
 
 def _student_tar(
-    assignment: Assignment, unpacked: Unpacked, harness_dir: Path, *, scramble_args: bool
+    assignment: Assignment, unpacked: Unpacked, harness_dir: Path | None, *, scramble_args: bool
 ) -> bytes:
+    """S's tar: the harness (unless harness_dir is None: a pooled S has it already), its settings and
+    the student's files."""
     # The assignment's data/ wins over the student's files of the same paths.
     merged = with_data(unpacked.files, assignment.data_files())
     files = {f"work/{name}": data for name, data in merged.items()}
@@ -137,8 +161,32 @@ def _student_tar(
         "scramble_args": scramble_args,
     }
     # Ours first: a student's file that cannot be unpacked must not keep S from starting.
-    ours = _tree(harness_dir, "harness") | {"student.json": json.dumps(config).encode()}
+    ours = _tree(harness_dir, "harness") if harness_dir is not None else {}
+    ours |= {"student.json": json.dumps(config).encode()}
     return build_tar(ours | files, uid=1001)
+
+
+def preloads(assignment: Assignment) -> tuple[list[str], list[str]]:
+    """What a pooled pair imports before its submission: the installed libraries the test files import
+    (the tests side), and of those the heavy ones (the student side). The tests' own helper modules
+    are left out: they are imported when the tests are collected, after the submission came."""
+    wanted: set[str] = set()
+    local: set[str] = {"submission"}
+    for folder in (assignment.tests_dir, assignment.public_tests_dir, assignment.data_dir):
+        for path in sorted(folder.rglob("*.py")) if folder.is_dir() else []:
+            local.add(path.stem)
+            local.update(part for part in path.relative_to(folder).parts[:-1])
+            try:
+                tree = ast.parse(path.read_bytes())
+            except (SyntaxError, ValueError):
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import):
+                    wanted |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    wanted.add(node.module)
+    tests = sorted(name for name in wanted if name.partition(".")[0] not in local)
+    return tests, [name for name in STUDENT_PRELOAD if any(t.partition(".")[0] == name for t in tests)]
 
 
 @dataclass
@@ -248,11 +296,12 @@ def _environment(box) -> dict[str, str]:
     }
 
 
-def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) -> None:
-    """Attach stdin and output, start, stream the tar in, and close stdin."""
+def launch(api, container_id: str, data: bytes, *, gpu: bool, sink: "_Stream | None" = None):
+    """Attach stdin and output, start the container and send data; return the attach socket, whose
+    stdin stays open (finish() closes it)."""
     sock = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-    sink.socks.append(sock)  # closed with the sink, whatever happens next
-    raw = getattr(sock, "_sock", sock)
+    if sink is not None:
+        sink.socks.append(sock)  # closed with the sink, whatever happens next
     try:
         api.start(container_id)
     except docker.errors.APIError as exc:
@@ -262,12 +311,83 @@ def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) 
                 f"this Docker engine has no GPU support (install the NVIDIA Container Toolkit): {exc}",
             ) from exc
         raise
+    with contextlib.suppress(OSError):  # the container died before reading everything: its exit tells
+        getattr(sock, "_sock", sock).sendall(data)
+    return sock
+
+
+def finish(sock, sink: _Stream, data: bytes = b"", *, close_stdin: bool = True) -> None:
+    """Send the rest of stdin, close it, and read the container's output into sink from now on.
+
+    close_stdin False for a parked pair: without StdinOnce, the engine ends the whole attach stream,
+    output included, when its stdin ends; the harness reads one frame and needs no end of file."""
+    raw = getattr(sock, "_sock", sock)
+    if sock not in sink.socks:
+        sink.socks.append(sock)
     try:
-        raw.sendall(archive)
-        raw.shutdown(socket.SHUT_WR)  # end of the tar; the read side keeps carrying output
+        if data:
+            raw.sendall(data)
+        if close_stdin:
+            raw.shutdown(socket.SHUT_WR)  # end of stdin; the read side keeps carrying output
     except OSError:
         pass  # the container died before reading everything; its exit tells the story
     sink.attach(sock)
+
+
+def frame(data: bytes) -> bytes:
+    """One frame of a pooled container's stdin (sandbox/harness/warm.py): the length, then the bytes."""
+    return len(data).to_bytes(8, "big") + data
+
+
+def _start(api, container_id: str, archive: bytes, sink: _Stream, *, gpu: bool) -> None:
+    """Attach stdin and output, start, stream the tar in, and close stdin."""
+    finish(launch(api, container_id, archive, gpu=gpu, sink=sink), sink)
+
+
+def create(
+    api,
+    image: str,
+    box,
+    *,
+    settings: Settings,
+    role: str,
+    entry: list[str],
+    workdir: str,
+    network_mode: str,
+    labels: dict[str, str],
+    gpu_ids: list[str] | None = None,
+    pooled_env: dict[str, str] | None = None,
+    stdin_once: bool = True,
+) -> str:
+    """Create one sandbox container (H: role tests, S: role student); pooled_env makes it a pooled one.
+
+    stdin_once False (a parked pair, grader.parked): stdin stays open when its first client leaves."""
+    log_bytes = max(2 * settings.output_limit_bytes, 2**20)
+    host = _host_config(api, box, network_mode=network_mode, gpu_ids=gpu_ids, log_bytes=log_bytes)
+    env = {**_environment(box), "SANDBOX_WORKDIR": workdir, **(pooled_env or {})}
+    command = ["python3", "-I", "-c", BOOT]
+    if pooled_env is not None:
+        command = ["python3", "-I", "-u", "-c", POOLED_BOOT]
+    # With detach left False, stdin_open also sets StdinOnce: stdin closes after our tar.
+    container = api.create_container(
+        image,
+        [*command, *entry],
+        user="1000:1000" if role == "tests" else "1001:1001",
+        working_dir="/tmp",
+        environment=env,
+        labels={**labels, "grader.role": role},
+        host_config=host,
+        stdin_open=True,
+        detach=not stdin_once,  # docker-py sets StdinOnce for an attached (not detached) container
+    )
+    return container["Id"]
+
+
+TESTS_ENTRY = ["tests_side.py", "/tmp/grade/spec.json"]
+
+
+def student_entry(generation: int) -> list[str]:
+    return ["student_side.py", "127.0.0.1", str(STUDENT_PORT + generation), "/tmp/student.json"]
 
 
 def _fork_refusals(api, container_id: str) -> int:
@@ -348,9 +468,15 @@ def grade(
 ) -> GradeResult:
     """Run the assignment's tests against the submission in a fresh sandbox and return the result.
 
+    The sandbox is a pair from this process's warm pool (grader.pool) when there is one for the
+    assignment, else started now; either way its containers serve this submission only, and are removed
+    after the result is read (in the background: grader.engine.remove_later).
+
     scramble_args (for checking a reference solution only): the student side spoils every array argument
     after each call, so that tests which read their arguments after the call fail.
     """
+    from grader import pool as warm_pool
+
     started = time.monotonic()
     box = assignment.sandbox
     image = images.for_assignment(assignment, settings=settings)
@@ -362,6 +488,10 @@ def grade(
     tests_out = _Stream(HARNESS_OUTPUT_LIMIT, stdout_only=True)
     student_out = _Stream(settings.output_limit_bytes)
     sinks = (tests_out, student_out)
+    pool = warm_pool.active() if not box.gpu else None
+    if pool is not None:
+        pool.begin()  # no pair starts in this process while a grading runs here
+    recipe = None
     try:
         try:
             client.images.get(image)
@@ -369,30 +499,13 @@ def grade(
             raise SandboxUnavailable(
                 "image", f"sandbox image {image} is missing; build it with sandbox/build-offline.sh"
             ) from exc
-
-        def create(role: str, entry: list[str], user: str, workdir: str, network_mode: str) -> str:
-            log_bytes = max(2 * settings.output_limit_bytes, 2**20)
-            host = _host_config(api, box, network_mode=network_mode, gpu_ids=gpu_ids, log_bytes=log_bytes)
-            env = {**_environment(box), "SANDBOX_WORKDIR": workdir}
-            # With detach left False, stdin_open also sets StdinOnce: stdin closes after our tar.
-            container = api.create_container(
-                image,
-                ["python3", "-I", "-c", BOOT, *entry],
-                user=user,
-                working_dir="/tmp",
-                environment=env,
-                labels={**labels, "grader.role": role},
-                host_config=host,
-                stdin_open=True,
-            )
-            created.append(container["Id"])
-            return container["Id"]
-
-        tests_id = create(
-            "tests", ["tests_side.py", "/tmp/grade/spec.json"], "1000:1000", "/tmp/grade", "none"
-        )
+        if pool is not None:
+            recipe = warm_pool.Recipe.of(assignment, image=image, settings=settings, harness_dir=harness_dir)
+        # A module of the upload named like a preloaded library would shadow it in a fresh sandbox only.
+        pair = None
+        if recipe is not None and not module_names(unpacked.files) & recipe.preloaded_tops:
+            pair = pool.take(recipe.key, api)
         students: list[str] = []
-        student_tar = _student_tar(assignment, unpacked, harness_dir, scramble_args=scramble_args)
         failures: list[BaseException] = []
 
         def start_student(generation: int) -> None:
@@ -401,8 +514,19 @@ def grade(
                 return  # one container per generation, and no more than the harness may ask for
             if students:
                 _kill(api, students[-1])
-            args = ["student_side.py", "127.0.0.1", str(STUDENT_PORT + generation), "/tmp/student.json"]
-            student_id = create("student", args, "1001:1001", "/tmp/work", f"container:{tests_id}")
+            student_id = create(
+                api,
+                image,
+                box,
+                settings=settings,
+                role="student",
+                entry=student_entry(generation),
+                workdir="/tmp/work",
+                network_mode=f"container:{tests_id}",
+                labels=labels,
+                gpu_ids=gpu_ids,
+            )
+            created.append(student_id)
             students.append(student_id)
             try:
                 _start(api, student_id, student_tar, student_out, gpu=box.gpu)
@@ -424,8 +548,34 @@ def grade(
                 failures.append(exc)
 
         tests_out.on_line = on_line
-        _start(api, tests_id, _tests_tar(assignment, unpacked, harness_dir), tests_out, gpu=box.gpu)
-        start_student(0)
+        student_tar = _student_tar(assignment, unpacked, harness_dir, scramble_args=scramble_args)
+        spec = _spec_file(assignment, unpacked)
+        if pair is not None:
+            tests_id = pair.tests_id
+            created += [pair.tests_id, pair.student_id]
+            students.append(pair.student_id)
+            # The submission's part only: the pair has the harness (and H the tests) already.
+            close = not pair.parked
+            finish(pair.tests_sock, tests_out, frame(build_tar(spec, uid=1000)), close_stdin=close)
+            mine = _student_tar(assignment, unpacked, None, scramble_args=scramble_args)
+            finish(pair.student_sock, student_out, frame(mine), close_stdin=close)
+        else:
+            tests_id = create(
+                api,
+                image,
+                box,
+                settings=settings,
+                role="tests",
+                entry=TESTS_ENTRY,
+                workdir="/tmp/grade",
+                network_mode="none",
+                labels=labels,
+                gpu_ids=gpu_ids,
+            )
+            created.append(tests_id)
+            tests_tar = build_tar(_tests_files(assignment, harness_dir) | spec, uid=1000)
+            _start(api, tests_id, tests_tar, tests_out, gpu=box.gpu)
+            start_student(0)
         timed_out, pids_hit = _stop(api, tests_id, students, box.timeout_s + STARTUP_GRACE_S, box.pids)
         for sink in sinks:
             sink.close()
@@ -449,8 +599,10 @@ def grade(
     except (docker.errors.APIError, requests.RequestException) as exc:
         raise SandboxUnavailable("engine", f"the Docker engine failed while grading: {exc}") from exc
     finally:
-        for container_id in reversed(created):  # S first: it uses H's network namespace
-            _remove(api, container_id)
+        # Off the result path; S first: it uses H's network namespace.
+        remove_later(settings, list(reversed(created)))
         for sink in sinks:
             sink.close()
         client.close()
+        if pool is not None:
+            pool.end(recipe)  # the next pair for this assignment starts once no grading runs here

@@ -5,7 +5,7 @@ import logging
 from billiard.process import current_process
 from celery import signals
 
-from grader import db, grading, similarity_jobs, sweeper
+from grader import db, grading, pool, similarity_jobs, sweeper
 from grader.config import get_settings
 from grader.worker import GRADE_TASK, app
 
@@ -43,6 +43,13 @@ def _in_pool_process(**_) -> None:
         index = getattr(current_process(), "index", 0) or 0
         _gpu_ids = [str(index % gpus)]
         log.info("pool process %d grades on GPU %s", index, _gpu_ids[0])
+    else:
+        pool.start(get_settings())  # warm sandboxes (if pool_size > 0); GPU sandboxes are never pooled
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_ends(**_) -> None:
+    pool.stop()
 
 
 @signals.worker_ready.connect

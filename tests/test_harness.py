@@ -1025,3 +1025,60 @@ def test_all_respected():
         "test_star": "passed",
         "test_all_respected": "passed",
     }
+
+
+# --- a pooled sandbox's wait (sandbox/harness/warm.py) ---
+
+
+def _warm():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_warm_under_test", HARNESS / "warm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _frame(files: dict[str, bytes]) -> bytes:
+    from grader.sandbox import build_tar, frame
+
+    return frame(build_tar(files, uid=os.getuid()))
+
+
+def test_a_pooled_side_unpacks_the_submissions_frame_only_when_it_comes(tmp_path, monkeypatch):
+    import io
+
+    warm = _warm()
+    monkeypatch.setenv("SANDBOX_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.chdir(tmp_path)
+    stream = io.BytesIO(_frame({"work/submission.py": b"x = 1\n", "student.json": b"{}"}))
+    warm.receive(student=True, stream=stream, root=str(tmp_path))
+    assert (tmp_path / "work" / "submission.py").read_bytes() == b"x = 1\n"
+    assert os.getcwd() == str(tmp_path / "work")
+
+
+def test_a_student_frame_that_does_not_unpack_is_the_students_error(tmp_path, monkeypatch):
+    import io
+
+    warm = _warm()
+    (tmp_path / "work").mkdir()
+    monkeypatch.setenv("SANDBOX_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.delenv("SANDBOX_UNPACK_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    garbage = b"not a tar" * 100
+    warm.receive(
+        student=True, stream=io.BytesIO(len(garbage).to_bytes(8, "big") + garbage), root=str(tmp_path)
+    )
+    assert os.environ["SANDBOX_UNPACK_ERROR"].startswith("ReadError")
+    with pytest.raises(Exception, match="truncated|invalid|empty|bad"):
+        warm.receive(
+            student=False, stream=io.BytesIO(len(garbage).to_bytes(8, "big") + garbage), root=str(tmp_path)
+        )
+
+
+def test_a_pooled_side_whose_stdin_closes_unused_exits_quietly(tmp_path):
+    # The pool retired it (or its worker died): end of file before any frame.
+    code = f"import sys; sys.path.insert(0, {str(HARNESS)!r}); import warm; warm.receive(student=True)"
+    code += "; print('ran on')"
+    done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, timeout=30)
+    assert done.returncode == 0 and b"ran on" not in done.stdout

@@ -12,12 +12,13 @@ import json
 import resource
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from grader import feedback, sandbox
+from grader import config, engine, feedback, images, pool, sandbox
 from grader.assignments import Assignment, load_assignment
 from grader.config import Settings
 from grader.results import GradeResult
@@ -50,14 +51,48 @@ def assignment() -> Assignment:
     return load_assignment(FIXTURES / "hw-tamper")
 
 
+@pytest.fixture(scope="module", params=["fresh", "pooled"])
+def sandboxes(request, docker_client):
+    """Every attack twice: in fresh sandboxes, and in pooled ones (grader.pool), whose interpreters had
+    imported torch and numpy before the attack came and wait on stdin for it."""
+    if request.param == "fresh":
+        yield None
+        return
+    warm = pool.start(Settings(output_limit_bytes=64 * 1024, pool_size=2))
+    yield warm
+    pool.stop()
+    engine.wait_removed()
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path, sandboxes) -> Settings:
     return Settings(data_dir=tmp_path / "var", output_limit_bytes=64 * 1024)
 
 
 def grade(assignment: Assignment, settings: Settings, source: str) -> GradeResult:
-    files = {"submission.py": source.encode()}
+    return grade_files(assignment, settings, {"submission.py": source.encode()})
+
+
+def pair_ready(assignment: Assignment, settings: Settings) -> str:
+    """In the pooled run: wait until the pool has a pair for the assignment; its key."""
+    warm = pool.active()
+    image = images.for_assignment(assignment, settings=settings)
+    recipe = pool.Recipe.of(assignment, image=image, settings=settings, harness_dir=config.HARNESS_DIR)
+    warm.want(recipe)
+    give_up = time.monotonic() + 120
+    while not any(pair.key == recipe.key for pair in list(warm.idle)) and time.monotonic() < give_up:
+        time.sleep(0.1)
+    return recipe.key
+
+
+def grade_files(assignment: Assignment, settings: Settings, files: dict[str, bytes]) -> GradeResult:
+    warm = pool.active()
+    if warm is not None:  # the pooled run: a pair must be ready, and this grading must take it
+        key = pair_ready(assignment, settings)
+        taken = warm.taken[key]
     result = sandbox.grade(assignment, Unpacked(kind="zip", files=files), settings=settings)
+    if warm is not None:
+        assert warm.taken[key] == taken + 1, "graded in a fresh sandbox, not a pooled one"
     assert_nothing_leaks(result)
     return result
 
@@ -270,11 +305,10 @@ def test_files_that_cannot_be_unpacked_are_the_students_error_not_ours(assignmen
     # The upload check refuses such a zip (tests/test_uploads.py); were one to get through, S still
     # starts, and says why the student's code is not there.
     files = {"submission.py": HONEST.encode(), "helper": b"a file", "helper/x.py": b"a file in a folder"}
-    result = sandbox.grade(assignment, Unpacked(kind="zip", files=files), settings=settings)
+    result = grade_files(assignment, settings, files)
     assert result.status == "graded" and result.score == 0, result
     assert result.error is not None and result.error.kind == "student", result.error
     assert "your upload's files could not be unpacked" in result.error.message
-    assert_nothing_leaks(result)
 
 
 # --- denial of service: a hostile submission graded beside an honest one --------------------------
@@ -322,6 +356,9 @@ def test_a_hostile_submission_does_not_harm_an_honest_one_or_the_worker(
         except BaseException as exc:  # noqa: BLE001 - reported below, in the test's thread
             failures.append(exc)
 
+    if pool.active() is not None:  # both pairs first, so that both gradings run at once
+        pair_ready(short_assignment, settings)
+        pair_ready(assignment, settings)
     before = peak_rss_mib()
     threads = [
         threading.Thread(target=run, args=("hostile", short_assignment, hostile_source)),
