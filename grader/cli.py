@@ -210,6 +210,9 @@ def assignments_check(paths: list[Path] = typer.Argument(..., help="assignment f
     failed = False
     for path in paths:
         console.print(f"[bold]{path}[/]")
+        if path.is_file():  # `assignments/*` also names course.toml and README.md beside the folders
+            console.print("  skipped: a file, not an assignment folder")
+            continue
         failures = check_folder(path.resolve())
         if failures:
             failed = True

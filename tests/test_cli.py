@@ -260,6 +260,22 @@ def test_check_reports_every_problem_of_a_broken_folder_at_once(assignment):
         assert expected in done.stderr
 
 
+def test_check_skips_the_files_a_glob_names_beside_the_folders(tmp_path):
+    (tmp_path / "course.toml").write_text('code = "X"\n')
+    (tmp_path / "README.md").write_text("# the course\n")
+
+    def check(*paths):
+        return subprocess.run(
+            [*GRADER, "assignments", "check", *map(str, paths)], capture_output=True, text=True, timeout=60
+        )
+
+    done = check(tmp_path / "course.toml", tmp_path / "README.md")
+    assert done.returncode == 0 and (done.stdout + done.stderr).count("skipped: a file") == 2
+    missing = check(tmp_path / "course.toml", tmp_path / "hw-typo")
+    said = " ".join((missing.stdout + missing.stderr).split())  # the console wraps long lines
+    assert missing.returncode == 1 and "hw-typo: is not a folder" in said
+
+
 def test_smoke_against_a_service_that_is_not_there_is_a_clear_error(assignment):
     env = {**os.environ, "GRADER_URL": "http://127.0.0.1:1", "GRADER_TOKEN": "grd_x"}
     done = subprocess.run(
