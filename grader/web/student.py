@@ -172,17 +172,13 @@ def _row(
     )
 
 
-def _late_days_spent(session: Session, *, user: User, settings: Settings) -> dict[str, int]:
-    """The late days the gradebook spends on each assignment for this student (none without a budget)."""
-    standing = late_days.for_student(session, settings=settings, user=user)
-    return standing.by_assignment if standing else {}
-
-
-def assignment_rows(session: Session, *, user: User, settings: Settings) -> list[AssignmentRow]:
+def assignment_rows(
+    session: Session, *, user: User, settings: Settings, standing: late_days.LateDayStanding | None = None
+) -> list[AssignmentRow]:
     """The released assignments, open ones first, each group soonest due first, with this student's
-    standing on each."""
+    standing on each (`standing`: their late days, late_days.for_student, which the counted scores spend)."""
     now = utcnow()
-    spent = _late_days_spent(session, user=user, settings=settings)
+    spent = standing.by_assignment if standing else {}
     rows = [
         _row(
             session,
@@ -226,15 +222,23 @@ def refusal_reason(session: Session, assignment: Assignment, user: User, now: da
     return None
 
 
-def assignment_page(session: Session, *, user: User, slug: str, settings: Settings) -> AssignmentPage | None:
-    """One released assignment: the student's standing, their submissions, and whether they may upload."""
+def assignment_page(
+    session: Session,
+    *,
+    user: User,
+    slug: str,
+    settings: Settings,
+    standing: late_days.LateDayStanding | None = None,
+) -> AssignmentPage | None:
+    """One released assignment: the student's standing, their submissions, and whether they may upload
+    (`standing`: their late days, as for assignment_rows)."""
     assignment = catalog.current(session=session, settings=settings).get(slug)
     now = utcnow()
     if assignment is None or not policies.released(assignment, now):
         return None
     subs = submissions.of_student(session, user_id=user.id, slug=slug)
-    spent = _late_days_spent(session, user=user, settings=settings)
-    row = _row(session, user, assignment, subs, now, spent.get(slug, 0))
+    spent = standing.by_assignment.get(slug, 0) if standing else 0
+    row = _row(session, user, assignment, subs, now, spent)
     counted_id = row.counted.submission.id if row.counted else None
     tz = assignment.course.timezone
     items = [
@@ -334,7 +338,10 @@ def submission_view(session: Session, *, user: User, submission_id: str, setting
 @router.get("/assignments", response_class=HTMLResponse)
 def assignment_list(request: Request, session: SessionDep, web: StudentPageDep) -> Response:
     """The released assignments with the student's standing on each."""
-    rows = assignment_rows(session, user=web.user, settings=get_settings())
+    settings = get_settings()
+    # One gradebook computation of the late days serves the rows' scores and the line that shows them.
+    standing = late_days.for_student(session, settings=settings, user=web.user)
+    rows = assignment_rows(session, user=web.user, settings=settings, standing=standing)
     return render(
         request,
         "student_assignments.html",
@@ -342,13 +349,14 @@ def assignment_list(request: Request, session: SessionDep, web: StudentPageDep) 
         title="Assignments",
         nav="assignments",
         rows=rows,
-        late_days=late_days.for_student(session, settings=get_settings(), user=web.user),
+        late_days=standing,
     )
 
 
 def _assignment_page(request: Request, session, web, slug: str, *, error: str = "", status: int = 200):
     settings = get_settings()
-    page = assignment_page(session, user=web.user, slug=slug, settings=settings)
+    standing = late_days.for_student(session, settings=settings, user=web.user)
+    page = assignment_page(session, user=web.user, slug=slug, settings=settings, standing=standing)
     if page is None:
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     return render(
@@ -361,7 +369,7 @@ def _assignment_page(request: Request, session, web, slug: str, *, error: str = 
         page=page,
         error=error,
         max_upload_bytes=settings.max_upload_bytes,
-        late_days=late_days.for_student(session, settings=settings, user=web.user),
+        late_days=standing,
         grading_panel=grading_student.student_panel(session, user=web.user, assignment=page.row.assignment),
     )
 
