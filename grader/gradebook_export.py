@@ -79,11 +79,9 @@ def _row(row, student_id: str, with_tests: bool) -> SubmissionRow:
     )
 
 
-def _team_submissions(
-    session: Session, slugs: list[str], *, user_id: int | None = None, with_tests: bool = False
-) -> dict[str, list[SubmissionRow]]:
-    """The teams' uploads, credited to each current member of the team, by the member's student id."""
-    columns = [
+def _columns(with_tests: bool) -> list:
+    """What _row reads of a submission; the result JSON is the heavy column: only for the per-test export."""
+    return [
         User.login,
         Submission.id,
         Submission.assignment,
@@ -95,8 +93,14 @@ def _team_submissions(
         Submission.pinned,
         *([Submission.result] if with_tests else []),
     ]
+
+
+def _team_submissions(
+    session: Session, slugs: list[str], *, user_id: int | None = None, with_tests: bool = False
+) -> dict[str, list[SubmissionRow]]:
+    """The teams' uploads, credited to each current member of the team, by the member's student id."""
     query = (
-        select(*columns)
+        select(*_columns(with_tests))
         .join(TeamMember, TeamMember.team_id == Submission.team_id)
         .join(User, User.id == TeamMember.user_id)
         .where(Submission.assignment.in_(slugs), User.role == "student")
@@ -112,22 +116,8 @@ def _team_submissions(
 def _submissions(
     session: Session, slugs: list[str], *, with_tests: bool = False, user_id: int | None = None
 ) -> Iterator[SubmissionRow]:
-    columns = [
-        User.login,
-        Submission.id,
-        Submission.assignment,
-        Submission.submitted_at,
-        Submission.status,
-        Submission.graded_status,
-        Submission.score,
-        Submission.max_score,
-        Submission.pinned,
-    ]
-    # The result JSON is the heavy column: read only for the per-test export.
-    if with_tests:
-        columns.append(Submission.result)
     stmt = (
-        select(*columns)
+        select(*_columns(with_tests))
         .join(User, Submission.user_id == User.id)
         # A team's uploads count for its members, not for whoever uploaded: _team_submissions.
         .where(Submission.assignment.in_(slugs), User.role == "student", Submission.team_id.is_(None))
