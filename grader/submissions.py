@@ -41,13 +41,23 @@ def stored_filename(filename: str) -> str:
     return name[: limit - len(suffix)] + suffix
 
 
-def check_limits(*, session: Session, assignment: Assignment, user_id: int, now: datetime) -> None:
+def check_limits(
+    *,
+    session: Session,
+    assignment: Assignment,
+    user_id: int,
+    now: datetime,
+    due: policies.Deadline | None = None,
+) -> policies.Deadline:
     """A student's uploads, on every path: refuse before the release, past the cutoff, past
-    submissions.max, or past submissions.per_hour."""
+    submissions.max, or past submissions.per_hour. Returns the student's deadline (`due`, when the
+    caller already looked it up)."""
     if not policies.released(assignment, now):
         # Worded like an unknown slug: students are not told what is coming.
         raise Refused("not_released", f"no assignment {assignment.slug!r}")
-    cutoff = extensions.deadline(session=session, assignment=assignment, user_id=user_id).cutoff
+    if due is None:
+        due = extensions.deadline(session=session, assignment=assignment, user_id=user_id)
+    cutoff = due.cutoff
     if cutoff is not None and now > cutoff:
         raise Refused(
             "closed", f"{assignment.slug} closed at {cutoff.isoformat()}; uploads are no longer accepted"
@@ -59,7 +69,7 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
         )
     policy = assignment.submissions
     if policy.max is None and policy.per_hour is None:
-        return
+        return due
     # Submissions that failed on our side, or could not be graded at all (a syntax error), are never
     # charged to the student; a team's are the team's.
     whose = Submission.team_id == team.id if team is not None else Submission.user_id == user_id
@@ -73,7 +83,7 @@ def check_limits(*, session: Session, assignment: Assignment, user_id: int, now:
     ).all()
     hit = policies.submission_limit(policy, charged, now)
     if hit is None:
-        return
+        return due
     if hit.allowed_at is None:
         raise Refused("max_submissions", f"you have used all {policy.max} submissions for {assignment.slug}")
     seconds = max(1, math.ceil((hit.allowed_at - now).total_seconds()))
@@ -97,8 +107,9 @@ def accept(
     """Check the upload, store it, insert and commit its row (queued), then send it to a grader by id.
     Raises Refused, having stored nothing, when a rule refuses it."""
     # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
+    due = None
     if not by_instructor:  # first without a lock: a refused student costs no unpacking
-        check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow())
+        due = check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow())
     try:
         unpacked = unpack(
             data,
@@ -115,7 +126,8 @@ def accept(
     try:
         now = utcnow()
         if not by_instructor:
-            check_limits(session=session, assignment=assignment, user_id=student.id, now=now)
+            # The deadline looked up above (it only moves by an instructor's hand); the counts again.
+            check_limits(session=session, assignment=assignment, user_id=student.id, now=now, due=due)
         team = teams.team_of(session, user_id=student.id) if assignment.is_team else None
         # An instructor's upload for a student in no team is refused; their own (a smoke run) is not.
         if assignment.is_team and team is None and not student.is_instructor:
@@ -143,10 +155,9 @@ def accept(
     except BaseException:
         session.rollback()  # let the next upload in now, not when the request's session closes
         raise
-    if not graded_here:
-        return submission
-    # Committed: now it may be sent. If the broker is down the sweeper sends it later.
-    dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
+    if graded_here:
+        # Committed: now it may be sent. If the broker is down the sweeper sends it later.
+        dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
     return submission
 
 

@@ -50,7 +50,11 @@ def submission_out(
         if not dispatch.serving(session=session, settings=settings, queue=submission.queue):
             out.queue_note = QUEUE_NOTES.get(submission.queue)
     result = GradeResult.model_validate(submission.result) if submission.result else None
-    if (regraded := regrades.last_regrade(session, submission_id=submission.id)) is not None:
+    # Never graded (graded_status unset, as for every upload being answered): no grading to look up.
+    regraded = None
+    if submission.graded_status is not None:
+        regraded = regrades.last_regrade(session, submission_id=submission.id)
+    if regraded is not None:
         out.regraded_at, out.regraded_from = regraded.current_since, regraded.replaced_score
     if viewer.is_staff:
         out.flags, out.flagged, out.pinned, out.worker = (

@@ -23,8 +23,9 @@ def make_celery(broker_url: str) -> Celery:
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="cpu",
         task_create_missing_queues=False,
-        worker_send_task_events=True,  # for flower
-        task_send_sent_event=True,
+        # For flower: the workers' events. Not task-sent: a second Redis publish on every upload, and
+        # flower lists a task once a worker has received it.
+        worker_send_task_events=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker outlives a Redis restart
         # Publishing from a request must fail fast when Redis is down: the sweeper sends it later.
