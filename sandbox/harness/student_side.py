@@ -468,8 +468,9 @@ def _seed(seed: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    from _grader_harness import warm
+    from _grader_harness import torch_startup, warm
 
+    torch_startup.install()
     if warm.pooled():  # started ahead of its submission: the libraries now, then wait for the files
         warm.preload()
         warm.receive(student=True)

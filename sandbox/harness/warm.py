@@ -39,21 +39,6 @@ def preload() -> None:
             continue
 
 
-def exercise() -> None:
-    """Make once the first calls that are slow once per process, on the tests side: torch.testing's
-    first assert_close takes about a second (what it imports on first use), which the first test
-    that compares tensors would otherwise pay. No random numbers are drawn."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    try:
-        torch.testing.assert_close(torch.zeros(2), torch.zeros(2))
-        leaf = torch.ones(2, requires_grad=True)
-        (leaf * 2).sum().backward()
-    except Exception:  # noqa: BLE001, S110 - only a head start
-        pass
-
-
 def read_frame(stream) -> bytes | None:
     """One frame's bytes; None when stdin closed first (the pool retired this sandbox unused)."""
     head = stream.read(8)
