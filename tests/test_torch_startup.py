@@ -15,8 +15,9 @@ HARNESS = Path(__file__).resolve().parents[1] / "sandbox" / "harness"
 
 pytest.importorskip("torch")
 
-# Trains a small model with Adam (and SGD with momentum), compares with assert_close both ways, then
-# switches dynamo on with torch.compile and trains again; prints what it computed and what it imported.
+# Trains a small model with Adam (and SGD with momentum), runs multi-head attention with a padding mask
+# (torch's argument checks), compares with assert_close both ways, notes what it imported; then fails a
+# check, switches dynamo on with torch.compile and trains again; prints what it computed.
 WORKLOAD = """
 import json, sys
 sys.path.insert(0, HARNESS)
@@ -37,12 +38,21 @@ def train(optimizer_class, **options):
     return [p.detach().flatten().tolist() for p in model.parameters()]
 
 out = {"adam": train(torch.optim.Adam, lr=0.01), "sgd": train(torch.optim.SGD, lr=0.1, momentum=0.9)}
+torch.manual_seed(0)
+attention = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+x, padding = torch.randn(2, 3, 8), torch.tensor([[False, False, True], [False, False, False]])
+out["attention"] = attention(x, x, x, key_padding_mask=padding)[0].flatten().tolist()
 torch.testing.assert_close(torch.ones(3), torch.ones(3))
 try:
     torch.testing.assert_close(torch.ones(3), torch.tensor([1.0, 1.0, 1.5]))
 except AssertionError as exc:
     out["message"] = str(exc)
-out["imported"] = sorted(m for m in ("torch._dynamo", "torch.distributed.tensor") if m in sys.modules)
+heavy = ("sympy", "torch._dynamo", "torch.distributed.tensor")
+out["imported"] = sorted(m for m in heavy if m in sys.modules)
+try:
+    torch._check(1 == 2, lambda: "a failing check keeps torch's message (and imports sympy)")
+except RuntimeError as exc:
+    out["check"] = str(exc)
 compiled = torch.compile(lambda t: t * 2, backend="eager")
 out["compiled"] = compiled(torch.ones(2)).tolist()
 out["adam_after_compile"] = train(torch.optim.Adam, lr=0.01)
@@ -59,12 +69,12 @@ def run(patched: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_same_numbers_and_messages_without_importing_dynamo_or_dtensor():
+def test_the_same_numbers_and_messages_without_importing_dynamo_dtensor_or_sympy():
     plain, patched = run(patched=False), run(patched=True)
-    # Without the patches torch imports both; with them neither, until torch.compile.
-    assert plain["imported"] == ["torch._dynamo", "torch.distributed.tensor"]
+    # Without the patches torch imports all three; with them none, until torch.compile.
+    assert plain["imported"] == ["sympy", "torch._dynamo", "torch.distributed.tensor"]
     assert patched["imported"] == []
-    for key in ("adam", "sgd", "message", "compiled", "adam_after_compile"):
+    for key in ("adam", "sgd", "attention", "check", "message", "compiled", "adam_after_compile"):
         assert patched[key] == plain[key], key
     assert "Mismatched elements: 1 / 3" in patched["message"]
 

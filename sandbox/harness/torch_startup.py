@@ -1,4 +1,4 @@
-"""Two once-per-process costs of torch that change nothing a test can observe, skipped on both sides.
+"""Three once-per-process imports of torch that change nothing a test can observe, skipped on both sides.
 
 Measured in the sandbox image (torch 2.13, CPU, quiet machine), per process:
 - the first optimizer imports torch._dynamo (1.7 s of CPU): torch wraps Optimizer.__init__, step and
@@ -11,6 +11,10 @@ Measured in the sandbox image (torch 2.13, CPU, quiet machine), per process:
 - the first `torch.testing.assert_close` imports torch.distributed.tensor (0.9 s) to ask whether
   either side is a DTensor. No object is a DTensor unless that module was imported, so until then the
   question is answered without importing it.
+- the first `torch._check*` (torch.nn.functional's argument checks call them: multi-head attention
+  with a key padding mask, for one) imports torch.fx.experimental.symbolic_shapes, and sympy with it
+  (0.6 s), to ask `expect_true(cond)`, which for the plain `True` is `True`. A passing check with a
+  plain bool returns at once; any other condition goes to torch's own function.
 
 An honest submission gets the same values, the same failures and the same messages; only sooner (and
 a test that raced a timeout in one process has more room here). Each patch applies to the torch module
@@ -95,7 +99,22 @@ def _lazy_graph_breaks(module) -> None:
     module._use_grad_for_differentiable = _use_grad_for_differentiable
 
 
+def _quick_passing_checks(module) -> None:
+    original = getattr(module, "_check_with", None)
+    if original is None:
+        return
+
+    @functools.wraps(original)
+    def _check_with(error_type, cond, message):
+        if cond is True:  # torch: expect_true(True) is True, and then it returns
+            return None
+        return original(error_type, cond, message)
+
+    module._check_with = _check_with  # torch._check and the like look it up in this module's globals
+
+
 PATCHES = {
+    "torch": _quick_passing_checks,
     "torch._compile": _lazy_disable_dynamo,
     "torch.optim.optimizer": _lazy_graph_breaks,
     "torch.testing._comparison": _lazy_dtensor_check,
