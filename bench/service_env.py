@@ -102,6 +102,19 @@ class Service:
         if workers:
             self.start_workers()
 
+    def api_cpu_s(self) -> float:
+        """CPU seconds (user + system) the API's processes have used so far (uvicorn's workers included)."""
+        session = self.procs[0].pid  # started first, in its own session
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(fields[3]) == session:  # the session id; utime and stime follow
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def start_workers(self) -> None:
         for i in range(self.workers):
             self._start(

@@ -114,9 +114,9 @@ def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone
         f"(--concurrency {service.concurrency}; {during})"
     )
     tokens = service.tokens("burst", clients)
-    started = time.perf_counter()
+    started, api_cpu = time.perf_counter(), service.api_cpu_s()
     uploads = asyncio.run(_upload_all(service.url, tokens, per_client))
-    took = time.perf_counter() - started
+    took, api_cpu = time.perf_counter() - started, service.api_cpu_s() - api_cpu
     if api_alone:
         service.start_workers()
     codes: dict[int, int] = {}
@@ -130,6 +130,9 @@ def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone
     report.figure("upload latency p95", percentile(latency, 95), "s")
     report.figure("upload latency p99", percentile(latency, 99), "s", at_most=TARGET_P99_UPLOAD_S)
     report.figure("upload latency max", max(latency), "s")
+    # What one API process can take, whatever else shares the cores (the clients here, the workers).
+    report.figure("API CPU per upload", api_cpu / total * 1000, "ms", fmt="{:.1f}")
+    report.figure("uploads/s per API process at 100% of a core", total / api_cpu, "/s", fmt="{:.0f}")
     result = _graded_report(report, service, uploads, timeout_s)
     report.check(
         "none lost (every 202 has a row, graded)",
