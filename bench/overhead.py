@@ -19,7 +19,7 @@ import common  # noqa: E402
 from common import IMAGE, Report, median  # noqa: E402
 
 TARGET_ADDED_S = 0.5
-# The flags grader/sandbox.py gives each container, for a bare run that pays for the same isolation.
+# The flags grader/containers.py gives each container, for a bare run that pays for the same isolation.
 SANDBOX_FLAGS = [
     "--network",
     "none",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker.api.client
 
-from grader import config, sandbox
+from grader import config, containers, engine, sandbox, sandbox_files
 
 MARK = 'import sys as _s, time as _t; _s.stderr.write("@@bench {name} %r\\n" % _t.time()); _s.stderr.flush()'
 MARK_LINE = re.compile(rb"@@bench (\w+) ([0-9.]+)")
@@ -81,7 +81,7 @@ def instrumented_harness(target: Path) -> list[str]:
 
 def instrumented_boot(role: str) -> str:
     """BOOT with marks at the interpreter's start and after the tar is unpacked."""
-    boot = sandbox.BOOT
+    boot = containers.BOOT
     lines = boot.splitlines(keepends=True)
     first = _mark_code("BOOT_start", "")
     untar_anchor = 'os.chdir(os.environ.get("SANDBOX_WORKDIR", "/tmp"))\n'
@@ -93,14 +93,19 @@ def instrumented_boot(role: str) -> str:
 
 @contextlib.contextmanager
 def instrumented():
-    """Patch the Docker client and the sandbox module; yield the list events are appended to."""
+    """Patch the Docker client and the sandbox modules; yield the list events are appended to."""
     events: list[tuple[str, float, float]] = []  # (name, start, end)
     chunks: list[tuple[float, bytes, str]] = []
     saved_api = {name: getattr(docker.api.client.APIClient, name) for name in API_CALLS}
-    saved = {
-        name: getattr(sandbox, name)
-        for name in ("_client", "_tests_tar", "_student_tar", "frames_iter", "BOOT", "_remove")
-    }
+    patched = [
+        (sandbox, "_client"),
+        (sandbox_files, "tests_files"),
+        (sandbox_files, "student_tar"),
+        (containers, "frames_iter"),
+        (containers, "BOOT"),
+        (engine, "remove"),
+    ]
+    saved = {name: getattr(module, name) for module, name in patched}
     saved_harness = config.HARNESS_DIR
     tmp = Path(tempfile.mkdtemp(prefix="bench-harness-"))
 
@@ -139,26 +144,26 @@ def instrumented():
             events.append((f"engine_{role}_state", _iso(state["StartedAt"]), _iso(state["FinishedAt"])))
         except Exception:  # noqa: BLE001 - a profile without engine times is still a profile
             pass
-        return saved["_remove"](api, container_id)
+        return saved["remove"](api, container_id)
 
     try:
         for name in API_CALLS:
             setattr(docker.api.client.APIClient, name, wrap(f"api.{name}", saved_api[name]))
         docker.api.client.APIClient.attach_socket = attach
         sandbox._client = wrap("client", saved["_client"])
-        sandbox._tests_tar = wrap("tests_tar", saved["_tests_tar"])
-        sandbox._student_tar = wrap("student_tar", saved["_student_tar"])
-        sandbox.frames_iter = frames
-        sandbox._remove = remove
-        sandbox.BOOT = instrumented_boot("")
+        sandbox_files.tests_files = wrap("tests_files", saved["tests_files"])
+        sandbox_files.student_tar = wrap("student_tar", saved["student_tar"])
+        containers.frames_iter = frames
+        engine.remove = remove  # called by engine's remover thread, after grade() returns
+        containers.BOOT = instrumented_boot("")
         missing = instrumented_harness(tmp / "harness")
         config.HARNESS_DIR = tmp / "harness"
         yield events, chunks, missing
     finally:
         for name, fn in saved_api.items():
             setattr(docker.api.client.APIClient, name, fn)
-        for name, value in saved.items():
-            setattr(sandbox, name, value)
+        for module, name in patched:
+            setattr(module, name, saved[name])
         config.HARNESS_DIR = saved_harness
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -178,6 +183,7 @@ def timeline(assignment, unpacked, settings) -> tuple[dict[str, float], float, o
         t0 = time.time()
         result = sandbox.grade(assignment, unpacked, settings=settings)
         total = time.time() - t0
+        engine.wait_removed()  # the removals are timed too, off the result path
     marks: dict[str, float] = {}
     for _at, chunk, role in chunks:
         for name, stamp in MARK_LINE.findall(chunk):
@@ -196,13 +202,13 @@ def timeline(assignment, unpacked, settings) -> tuple[dict[str, float], float, o
     if len(creates) >= 2:
         m["H created"] = creates[0][1]
         m["S created"] = creates[1][1]
-    m["tests tar built"] = by_name["tests_tar"][0][1]
+    m["student tar built"] = by_name["student_tar"][0][1]
+    m["tests files read"] = by_name["tests_files"][0][1]
     starts = by_name.get("api.start", [])
     attaches = by_name.get("api.attach_socket", [])
     if len(starts) >= 2:
         m["H attached"] = attaches[0][1]
         m["H start returned"] = starts[0][1]
-        m["student tar built (H tar sent)"] = by_name["student_tar"][0][1]
         m["S attached"] = attaches[1][1]
         m["S start returned"] = starts[1][1]
     for role in ("tests", "student"):

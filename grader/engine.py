@@ -1,6 +1,6 @@
 """The Docker engine: a client that fails fast and clearly, and the housekeeping of our containers.
 
-Used by grader.sandbox (grading) and grader.images (building assignment images).
+Used by grader.sandbox and grader.containers (grading) and grader.images (building assignment images).
 """
 
 import atexit

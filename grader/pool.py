@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import docker
 import requests
 
-from grader import engine, sandbox
+from grader import containers, engine, sandbox_files
 from grader.assignments import Assignment, SandboxSpec
 from grader.config import Settings
 
@@ -59,9 +59,9 @@ class Recipe:
 
     @classmethod
     def of(cls, assignment: Assignment, *, image: str, settings: Settings, harness_dir) -> "Recipe":
-        tests_tar = sandbox.build_tar(sandbox._tests_files(assignment, harness_dir), uid=1000)
-        student_tar = sandbox.build_tar(sandbox._tree(harness_dir, "harness"), uid=1001)
-        tests_preload, student_preload = sandbox.preloads(assignment)
+        tests_tar = sandbox_files.build_tar(sandbox_files.tests_files(assignment, harness_dir), uid=1000)
+        student_tar = sandbox_files.build_tar(sandbox_files.tree(harness_dir, "harness"), uid=1001)
+        tests_preload, student_preload = sandbox_files.preloads(assignment)
         digest = hashlib.sha256()
         for part in (
             image,
@@ -100,7 +100,7 @@ class Pair:
     tests_sock: object = None  # attach sockets, stdin still open: the submission's frame goes there
     student_sock: object = None
     born: float = field(default_factory=time.monotonic)
-    parked: bool = False  # a parked pair's stdin must stay open (sandbox.finish)
+    parked: bool = False  # a parked pair's stdin must stay open (containers.finish)
 
     def close_sockets(self) -> None:
         for sock in (self.student_sock, self.tests_sock):
@@ -130,30 +130,32 @@ def start_pair(api, recipe: Recipe, *, parked_idle_s: float = 0) -> Pair:
     idle = {"SANDBOX_IDLE_S": str(parked_idle_s)} if parked else {}
     pair = Pair(key=recipe.key, tests_id="", student_id="")
     try:
-        pair.tests_id = sandbox.create(
+        pair.tests_id = containers.create(
             api,
             recipe.image,
             recipe.box,
             role="tests",
-            entry=sandbox.TESTS_ENTRY,
+            entry=containers.TESTS_ENTRY,
             workdir="/tmp/grade",
             network_mode="none",
             pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.tests_preload), **idle},
             **common,
         )
-        pair.tests_sock = sandbox.launch(api, pair.tests_id, sandbox.frame(recipe.tests_tar), gpu=False)
-        pair.student_id = sandbox.create(
+        pair.tests_sock = containers.launch(api, pair.tests_id, containers.frame(recipe.tests_tar), gpu=False)
+        pair.student_id = containers.create(
             api,
             recipe.image,
             recipe.box,
             role="student",
-            entry=sandbox.student_entry(0),
+            entry=containers.student_entry(0),
             workdir="/tmp/work",
             network_mode=f"container:{pair.tests_id}",
             pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.student_preload), **idle},
             **common,
         )
-        pair.student_sock = sandbox.launch(api, pair.student_id, sandbox.frame(recipe.student_tar), gpu=False)
+        pair.student_sock = containers.launch(
+            api, pair.student_id, containers.frame(recipe.student_tar), gpu=False
+        )
     except BaseException:
         retire(recipe.settings, pair)
         raise

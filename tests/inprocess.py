@@ -231,7 +231,7 @@ def _events(path: Path) -> list[dict]:
 
 
 def _environment(box: Limits) -> dict[str, str]:
-    threads = str(max(1, int(box.cpus)))  # as grader.sandbox._environment
+    threads = str(max(1, int(box.cpus)))  # as grader.containers._environment
     return {
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
@@ -277,7 +277,7 @@ class HostRunner:
 class DockerRunner:
     """Runs the reference process in a container of the sandbox image: same Python and libraries.
 
-    Files go in and results come out through the Docker API, as in grader/sandbox.py.
+    Files go in and results come out through the Docker API, as in grader/containers.py.
     """
 
     def __init__(self, client, image: str):
@@ -329,7 +329,7 @@ class DockerRunner:
 
 
 def _tar(base: Path, top: str) -> bytes:
-    """base's tree under top/, owned by the sandbox's student user (1001), as grader.sandbox.build_tar."""
+    """base's tree under top/, owned by the student user (1001), as grader.sandbox_files.build_tar."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
 

@@ -1040,7 +1040,8 @@ def _warm():
 
 
 def _frame(files: dict[str, bytes]) -> bytes:
-    from grader.sandbox import build_tar, frame
+    from grader.containers import frame
+    from grader.sandbox_files import build_tar
 
     return frame(build_tar(files, uid=os.getuid()))
 
