@@ -8,7 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from grader import config, sandbox
+from grader import config, containers, sandbox
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.sandbox import SandboxUnavailable
@@ -345,3 +345,24 @@ def test_e2e_killing_things_only_ends_the_student_side(tmp_path, settings, body)
     source = "import os, signal\n" + HONEST.replace("return a * b", f"{body}\n    return a * b")
     result, tests = grade_real(tmp_path, settings, source)
     assert result.status == "graded" and tests["test_add"].points == 2
+
+
+def test_the_pids_sampler_reads_the_cgroup_and_asks_docker_only_without_one(tmp_path):
+    class Api:
+        stats_calls = 0
+
+        def stats(self, container_id, **options):
+            Api.stats_calls += 1
+            return {"pids_stats": {"current": 64}}
+
+    (tmp_path / "pids.current").write_text("12\n")
+    (tmp_path / "pids.events").write_text("max 0\n")
+    assert not containers._pids_hit(Api(), "c", 64, tmp_path)
+    (tmp_path / "pids.current").write_text("64\n")
+    assert containers._pids_hit(Api(), "c", 64, tmp_path)
+    (tmp_path / "pids.current").write_text("3\n")
+    (tmp_path / "pids.events").write_text("max 5\n")  # forks refused earlier: the bomb went quiet since
+    assert containers._pids_hit(Api(), "c", 64, tmp_path)
+    assert Api.stats_calls == 0
+    assert containers._pids_hit(Api(), "c", 64, None)  # no cgroup to read: Docker's count
+    assert Api.stats_calls == 1
