@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from service_env import BROKER, pg_database  # noqa: E402
+from service_env import BROKER, pg_database, student_tokens  # noqa: E402
 
 STUDENTS = 20  # each stays under the course's submissions.max (50) at the default count
 
@@ -48,22 +48,12 @@ def main() -> None:
 
 
 def measure(url: str, uploads: int, profile: bool) -> None:
-    from sqlalchemy.orm import Session
-
     from grader import auth, catalog, db
     from grader.config import Settings
     from grader.routes.submissions import _accept
 
     settings = Settings()
-    with Session(db.get_engine(url)) as session:
-        tokens = [
-            auth.create_token(
-                session=session,
-                user=auth.get_or_create_user(session=session, login=f"up{i:04d}", role="student"),
-            )
-            for i in range(STUDENTS)
-        ]
-        session.commit()
+    tokens = student_tokens(url, "up", STUDENTS)
     data = common.passes_zip()
 
     def upload(i: int) -> None:

@@ -60,6 +60,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def student_tokens(db_url: str, prefix: str, count: int) -> list[str]:
+    """One bearer token per student prefix0000..prefix{count-1}, made straight in the database."""
+    from sqlalchemy.orm import Session
+
+    from grader import auth, db
+
+    with Session(db.get_engine(db_url)) as session:
+        tokens = [
+            auth.create_token(
+                session=session,
+                user=auth.get_or_create_user(session=session, login=f"{prefix}{i:04d}", role="student"),
+            )
+            for i in range(count)
+        ]
+        session.commit()
+    return tokens
+
+
 class Service:
     """API + workers on PostgreSQL and Redis, for the add-one course."""
 
@@ -144,20 +162,7 @@ class Service:
 
     def tokens(self, prefix: str, count: int) -> list[str]:
         """One bearer token per student prefix-0..count-1, made straight in the database."""
-        from sqlalchemy.orm import Session
-
-        from grader import auth, db
-
-        with Session(db.get_engine(self.db_url)) as session:
-            tokens = [
-                auth.create_token(
-                    session=session,
-                    user=auth.get_or_create_user(session=session, login=f"{prefix}{i:04d}", role="student"),
-                )
-                for i in range(count)
-            ]
-            session.commit()
-        return tokens
+        return student_tokens(self.db_url, prefix, count)
 
     def finished(self, ids: list[str]) -> dict[str, tuple[str, float | None, float]]:
         """{id: (status, score, finished_at epoch)} for those of ids that are graded or errored."""
