@@ -137,7 +137,7 @@ def start_pair(api, recipe: Recipe, *, parked_idle_s: float = 0) -> Pair:
             role="tests",
             entry=containers.TESTS_ENTRY,
             workdir="/tmp/grade",
-            network_mode="none",
+            network_mode=containers.tests_network(api.inspect_image(recipe.image)["Config"].get("Labels")),
             pooled_env={"SANDBOX_POOLED": "1", "SANDBOX_PRELOAD": ",".join(recipe.tests_preload), **idle},
             **common,
         )

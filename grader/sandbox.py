@@ -67,7 +67,7 @@ def grade(
     recipe = None
     try:
         try:
-            client.images.get(image)
+            tests_network = containers.tests_network(client.images.get(image).labels)
         except docker.errors.ImageNotFound as exc:
             raise SandboxUnavailable(
                 "image", f"sandbox image {image} is missing; build it with sandbox/build-offline.sh"
@@ -148,7 +148,7 @@ def grade(
                 role="tests",
                 entry=containers.TESTS_ENTRY,
                 workdir="/tmp/grade",
-                network_mode="none",
+                network_mode=tests_network,
                 labels=labels,
                 gpu_ids=gpu_ids,
             )

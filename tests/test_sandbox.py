@@ -1,6 +1,7 @@
 """Grading in real containers: lifecycle and limits against a stand-in harness, then end to end."""
 
 import gc
+import io
 import time
 import warnings
 from pathlib import Path
@@ -366,3 +367,63 @@ def test_the_pids_sampler_reads_the_cgroup_and_asks_docker_only_without_one(tmp_
     assert Api.stats_calls == 0
     assert containers._pids_hit(Api(), "c", 64, None)  # no cgroup to read: Docker's count
     assert Api.stats_calls == 1
+
+
+LOOPBACK_PROBE = """
+import os, socket
+
+
+def network():
+    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", 80)}
+    return sorted(addresses), sorted(os.listdir("/sys/class/net"))
+"""
+LOOPBACK_TESTS = (
+    LOOPBACK_PROBE.replace("def network", "def here")
+    + """
+from submission import network
+
+
+def test_both_sides_resolve_localhost_and_have_loopback_only():
+    assert list(network()) == list(here())
+    addresses, interfaces = here()
+    assert "127.0.0.1" in addresses and interfaces == ["lo"]
+"""
+)
+
+
+@pytest.fixture
+def unlabelled_image(docker_client):
+    """The sandbox image as an instructor's own image would be: without our localhost label."""
+    dockerfile = f"FROM {Settings().sandbox_image}\nLABEL {containers.LOCALHOST_LABEL}=\n"
+    tag = "grader-test:unlabelled"
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag)
+    yield tag
+    docker_client.images.remove(image.id, force=True)
+
+
+@pytest.mark.parametrize("labelled", [True, False], ids=["own-loopback", "docker-none"])
+def test_localhost_resolves_on_both_sides_with_either_network(
+    tmp_path, settings, monkeypatch, request, labelled
+):
+    # Our images go without Docker's network (H's own loopback, /etc/hosts left empty: nss-myhostname
+    # resolves localhost); any other image keeps Docker's "none" network and its /etc/hosts.
+    if not labelled:
+        settings.sandbox_image = request.getfixturevalue("unlabelled_image")
+    modes, create = [], containers.create
+
+    def recording(*args, **kwargs):
+        modes.append(kwargs["network_mode"])
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(containers, "create", recording)
+    assignment = make_assignment(tmp_path, {"test_loopback.py": LOOPBACK_TESTS})
+    result = sandbox.grade(assignment, submission(LOOPBACK_PROBE), settings=settings)
+    assert result.score == 1, result
+    assert modes[0] == (containers.OWN_LOOPBACK if labelled else "none")
+    assert modes[1].startswith("container:")
+
+
+def test_only_a_labelled_image_goes_without_dockers_network():
+    assert containers.tests_network({containers.LOCALHOST_LABEL: "nss-myhostname"}) == containers.OWN_LOOPBACK
+    for labels in (None, {}, {containers.LOCALHOST_LABEL: ""}, {"other": "nss-myhostname"}):
+        assert containers.tests_network(labels) == "none"
