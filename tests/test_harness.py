@@ -790,8 +790,11 @@ def test_student_sgd():
     net(torch.randn(4, 3)).pow(2).sum().backward()
     submission.sgd_step(list(net.parameters()), 0.1)
     after = list(net.parameters())
-    assert all(not torch.equal(b, a) for b, a in zip(before, after))
-    assert torch.allclose(after[0], before[0] - 0.1 * after[0].grad)
+    for b, a in zip(before, after):
+        assert torch.allclose(a, b - 0.1 * a.grad)
+    # Batch norm takes the mean out, so fc1's bias has a gradient of ~0 and may stay equal in float32.
+    names = [name for name, _ in net.named_parameters()]
+    assert [n for n, b, a in zip(names, before, after) if torch.equal(b, a)] in ([], ["fc1.bias"])
 
 def test_the_tests_own_leaves_keep_their_grad_and_take_in_place_updates():
     w = torch.randn(3).requires_grad_()
