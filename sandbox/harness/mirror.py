@@ -13,7 +13,6 @@ mirrored tensors). Its backward asks S for the gradients of those leaves (torch.
 Nothing from S is unpickled here: values arrive as plain data (protocol.Decoder).
 """
 
-import hashlib
 import sys
 
 from . import protocol
@@ -23,7 +22,7 @@ from . import protocol
 
 def digest(tensor) -> bytes:
     """What a tensor is now, for telling whether it changed: value, gradient and requires_grad."""
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = protocol.blake2b(digest_size=16)
     hasher.update(f"{tensor.dtype}|{tuple(tensor.shape)}|{tensor.device}|{tensor.requires_grad}|".encode())
     hasher.update(protocol.raw_bytes(tensor))
     grad = tensor.grad

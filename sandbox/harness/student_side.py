@@ -6,7 +6,6 @@ is trusted by the tests side: it checks every reply. This file only keeps an hon
 answers faithful, autograd included (see _grader_harness.mirror for the tensors both sides keep).
 """
 
-import hashlib
 import importlib
 import io
 import json
@@ -434,7 +433,7 @@ class _Unpickler(pickle.Unpickler):
 def _digest(array) -> bytes:
     from _grader_harness import protocol
 
-    return hashlib.blake2b(protocol.raw_bytes(array), digest_size=16).digest()
+    return protocol.blake2b(protocol.raw_bytes(array), digest_size=16).digest()
 
 
 def _grad_digest(tensor) -> bytes | None:

@@ -23,11 +23,14 @@ not there (another torch version): then torch runs as it is.
 """
 
 import functools
-import hashlib
-import importlib.abc
 import importlib.machinery
-import inspect
 import sys
+
+# importlib.abc, inspect and hashlib cost a process that never imports torch 50 ms; torch imports them.
+try:
+    from importlib._abc import Loader
+except ImportError:  # a Python older than 3.10 in an instructor's image
+    from importlib.abc import Loader
 
 DYNAMO = "torch._dynamo"
 DTENSOR = "torch.distributed.tensor"
@@ -75,6 +78,9 @@ def _lazy_graph_breaks(module) -> None:
     original = getattr(module, "_use_grad_for_differentiable", None)
     if original is None:
         return
+    import hashlib
+    import inspect
+
     if hashlib.sha256(inspect.getsource(original).encode()).hexdigest() != USE_GRAD_SOURCE:
         return
     torch = sys.modules["torch"]
@@ -121,7 +127,7 @@ PATCHES = {
 }
 
 
-class _ThenPatch(importlib.abc.Loader):
+class _ThenPatch(Loader):
     """The module's own loader, then the patch; anything else is asked of the loader itself."""
 
     def __init__(self, loader, patch):
@@ -141,7 +147,7 @@ class _ThenPatch(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:  # a meta path finder by its method
     def find_spec(self, name, path, target=None):
         patch = PATCHES.get(name)
         if patch is None:
