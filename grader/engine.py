@@ -36,6 +36,10 @@ def client(settings: Settings) -> docker.DockerClient:
         engine = docker.DockerClient(base_url=settings.docker_url, version=API_VERSION)
     else:
         engine = docker.from_env(version=API_VERSION)
+    if engine.api.base_url.startswith("http+docker://"):
+        # A socket, not TCP: no proxy can apply, yet requests would look for one in os.environ on
+        # every call (a grading makes about 13: 9 ms of the worker's CPU).
+        engine.api.trust_env = False
     try:
         engine.ping()
     except (docker.errors.DockerException, requests.RequestException) as exc:

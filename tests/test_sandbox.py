@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from grader import config, containers, sandbox
+from grader import config, containers, engine, sandbox
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.sandbox import SandboxUnavailable
@@ -162,6 +162,16 @@ def test_a_harness_that_reports_nothing_is_our_problem(fake_harness, tmp_path, s
     with pytest.raises(SandboxUnavailable) as caught:
         sandbox.grade(assignment, submission(""), settings=settings)
     assert caught.value.code == "harness" and "exit status 3" in caught.value.message
+
+
+def test_the_local_engine_is_asked_without_looking_for_proxies(settings, monkeypatch):
+    # requests would read the proxy variables on each of a grading's dozen calls; none applies to a socket.
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    client = engine.client(settings)
+    try:
+        assert client.api.trust_env is False and client.ping()
+    finally:
+        client.close()
 
 
 def test_a_missing_image_is_our_problem(fake_harness, tmp_path, settings):
