@@ -122,14 +122,22 @@ class Service:
 
     def api_cpu_s(self) -> float:
         """CPU seconds (user + system) the API's processes have used so far (uvicorn's workers included)."""
-        session = self.procs[0].pid  # started first, in its own session
+        return self.cpu_s(self.procs[:1])  # started first
+
+    def workers_cpu_s(self) -> float:
+        """The same for the workers' processes (Celery's pool processes included)."""
+        return self.cpu_s(self.procs[1:])
+
+    @staticmethod
+    def cpu_s(procs: list[subprocess.Popen]) -> float:
+        sessions = {proc.pid for proc in procs}  # each started in its own session
         ticks = 0
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # exited meanwhile
-            if int(fields[3]) == session:  # the session id; utime and stime follow
+            if int(fields[3]) in sessions:  # the session id; utime and stime follow
                 ticks += int(fields[11]) + int(fields[12])
         return ticks / os.sysconf("SC_CLK_TCK")
 

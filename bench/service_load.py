@@ -85,6 +85,11 @@ def _graded_report(report: Report, service, uploads, timeout_s: float) -> dict:
     return {"span": float("nan"), "count": 0, "latency": [float("nan")]}
 
 
+def _cpu_s(service) -> tuple[float, float, float]:
+    """CPU seconds used so far: the whole machine, the API's processes, the workers' processes."""
+    return common.machine_cpu_s(), service.api_cpu_s(), service.workers_cpu_s()
+
+
 def throughput(service, count: int, timeout_s: float) -> Report:
     report = Report(
         f"2. throughput: {count} trivial submissions through API + worker "
@@ -92,10 +97,14 @@ def throughput(service, count: int, timeout_s: float) -> Report:
     )
     clients = 8  # students uploading at once; each stays under the course's submissions.max (50)
     tokens = service.tokens("tp", clients)
+    cpu = _cpu_s(service)
     uploads = asyncio.run(_upload_all(service.url, tokens, per_client=-(-count // clients)))
     refused = [u for u in uploads if u[0] != 202]
     report.check("uploads accepted", not refused, f"{len(uploads) - len(refused)}/{len(uploads)}")
     result = _graded_report(report, service, uploads, timeout_s)
+    machine, api, workers = (
+        (now - then) / max(1, result["count"]) for now, then in zip(_cpu_s(service), cpu, strict=True)
+    )
     per_minute = result["count"] / result["span"] * 60 if result["span"] else 0
     report.figure("first upload -> last score", result["span"], "s", fmt="{:.1f}")
     report.figure(
@@ -103,6 +112,10 @@ def throughput(service, count: int, timeout_s: float) -> Report:
     )
     report.figure("upload -> score, median", median(result["latency"]), "s", fmt="{:.1f}")
     report.figure("upload -> score, p95", percentile(result["latency"], 95), "s", fmt="{:.1f}")
+    # What a submission costs: 150/min on 2 cores leaves 0.8 core-s each.
+    report.figure("machine CPU per submission (all processes)", machine, "core-s", fmt="{:.2f}")
+    report.figure("of which the API's / the workers' Python", api + workers, "core-s", fmt="{:.3f}")
+    report.note(f"API {api * 1000:.0f} ms, workers {workers * 1000:.0f} ms per submission")
     return report
 
 
