@@ -61,7 +61,7 @@ echo "[5/5] check that the stack imports, then tag it $tag"
 # The tag moves only to an image that works; a broken one is removed.
 docker run --rm --network none "$image_id" sh -c \
     "python3 -c 'import torch, torchvision, matplotlib.pyplot, pandas, scipy, sklearn, tqdm, PIL, pytest' \
-     && getent -s hosts:myhostname hosts localhost >/dev/null" \
+     && grep -q '^hosts:.*myhostname' /etc/nsswitch.conf && getent -s hosts:myhostname hosts localhost >/dev/null" \
     || { docker rmi "$image_id" >/dev/null; echo "the new image cannot import its packages or resolve localhost" >&2; exit 1; }
 docker tag "$image_id" "$tag"
 docker image inspect "$tag" --format "built $tag {{.Id}} ({{.Size}} bytes)"

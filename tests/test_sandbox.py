@@ -406,9 +406,10 @@ def unlabelled_image(docker_client):
     """The sandbox image as an instructor's own image would be: without our localhost label."""
     dockerfile = f"FROM {Settings().sandbox_image}\nLABEL {containers.LOCALHOST_LABEL}=\n"
     tag = "grader-test:unlabelled"
-    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag)
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
     yield tag
-    docker_client.images.remove(image.id, force=True)
+    engine.wait_removed()  # the grading's containers still use it
+    docker_client.images.remove(tag)  # the tag only: another tag may name the same image
 
 
 @pytest.mark.parametrize("labelled", [True, False], ids=["own-loopback", "docker-none"])
