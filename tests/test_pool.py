@@ -39,6 +39,19 @@ def _processes():
                 pass
     return found
 
+def _network():
+    import socket
+    try:
+        socket.create_connection(("10.255.255.1", 80), timeout=3)
+        outside = "reached"
+    except OSError as exc:
+        outside = str(exc)
+    return {
+        "interfaces": sorted(os.listdir("/sys/class/net")),
+        "localhost": socket.gethostbyname("localhost"),
+        "outside": outside,
+    }
+
 _SEEN = {
     "tmp": sorted(os.listdir("/tmp")),
     "work": sorted(os.listdir("/tmp/work")),
@@ -51,6 +64,7 @@ _SEEN = {
     "mounts": open("/proc/self/mountinfo").read(),
     "torch_loaded": "torch" in sys.modules,
     "left_in_environment": sorted(key for key in os.environ if key.startswith("LEFT_BY_")),
+    "network": _network(),
 }
 print("SEEN " + json.dumps(_SEEN))
 with open("/tmp/left-by-" + NAME, "w") as file:
@@ -138,6 +152,9 @@ def test_a_pooled_sandbox_has_run_nothing_before_its_submission(warm, settings):
         # One process: the harness that imports this submission; nothing else ever ran there.
         assert len(view["processes"]) == 1, view
         assert view["left_in_environment"] == [], view
+        # Fresh or pooled, H's namespace (which S joins) has loopback only, and localhost resolves.
+        assert view["network"]["interfaces"] == ["lo"] and view["network"]["localhost"] == "127.0.0.1", view
+        assert "Network is unreachable" in view["network"]["outside"], view
     # The pooled ones had torch loaded before the submission came; the fresh one did not.
     assert [view["torch_loaded"] for view in views] == [False, True, True]
     # Three submissions, three student containers, none of them used twice.
