@@ -21,12 +21,20 @@ from grader.sandbox_result import EVIDENCE
 STUDENT_PORT = 7431  # the first student side's; each restart listens on the next port
 STDOUT = 1  # the stream number of stdout in Docker's attach protocol
 
-# Runs as the container's command: unpack the tar from stdin into /tmp, then run the harness in this
-# same interpreter (a second one would cost each container 12 ms), as POOLED_BOOT does.
+# The end of both commands below: run the harness named by argv[1] in this same interpreter (a second
+# one would cost each container 12 ms; a pooled one keeps what it imported while it waited).
+_RUN_HARNESS = """\
+sys.argv = ["/tmp/harness/" + sys.argv[1], *sys.argv[2:]]
+sys.dont_write_bytecode = True
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# Runs as the container's command: unpack the tar from stdin into /tmp, then run the harness.
 # Docker would create a working_dir under /tmp owned by root, where the tar could not go; so the
 # container starts in /tmp and BOOT moves into SANDBOX_WORKDIR once the files are there.
 # -u because -I ignores PYTHONUNBUFFERED, and output still in a buffer is lost when we kill on timeout.
-BOOT = """\
+BOOT = (
+    """\
 import os, runpy, sys, tarfile
 try:
     with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
@@ -38,24 +46,23 @@ except Exception as exc:
     sys.stdin.buffer.read()
     os.environ["SANDBOX_UNPACK_ERROR"] = f"{type(exc).__name__}: {exc}"[:500]
 os.chdir(os.environ.get("SANDBOX_WORKDIR", "/tmp"))
-sys.argv = ["/tmp/harness/" + sys.argv[1], *sys.argv[2:]]
-sys.dont_write_bytecode = True
-runpy.run_path(sys.argv[0], run_name="__main__")
 """
+    + _RUN_HARNESS
+)
 
 # A pooled container's command (grader.pool): unpack the first frame on stdin (what is the same for
-# every submission: the harness, and on the tests side the tests), then run the harness in this same
-# interpreter, so what it imports while it waits for the submission's frame is kept. -I implies -P on
-# Python 3.11: nothing of the working directory is on sys.path. Frames: sandbox/harness/warm.py.
-POOLED_BOOT = """\
+# every submission: the harness, and on the tests side the tests), then run the harness, which imports
+# ahead while it waits for the submission's frame. -I implies -P on Python 3.11: nothing of the
+# working directory is on sys.path. Frames: sandbox/harness/warm.py.
+POOLED_BOOT = (
+    """\
 import io, runpy, sys, tarfile
 size = int.from_bytes(sys.stdin.buffer.read(8), "big")
 with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read(size)), mode="r:") as archive:
     archive.extractall("/tmp")
-sys.argv = ["/tmp/harness/" + sys.argv[1], *sys.argv[2:]]
-sys.dont_write_bytecode = True
-runpy.run_path(sys.argv[0], run_name="__main__")
 """
+    + _RUN_HARNESS
+)
 
 # H's network. Docker's "none" network gives a namespace with loopback only, but sets it up by
 # executing dockerd's binary twice per container (a prestart hook and an IPv6 switch): 0.14 core-s of
