@@ -5,8 +5,9 @@ PostgreSQL, a fresh database created and dropped here).
 
 2: N trivial submissions uploaded at once (8 clients), then graded: submissions per minute from the
    first upload to the last score, and upload->score per submission (score time = finished_at).
-3: M uploads from C concurrent clients (one student and one connection each, asyncio + httpx), all
-   started together: refusals, losses, upload latency percentiles, and the time until all are graded.
+3: M uploads from C concurrent clients (one student and one keep-alive connection each,
+   bench/light_client.py), all started together: refusals, losses, upload latency percentiles, and
+   the time until all are graded.
 """
 
 import argparse
@@ -15,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import light_client  # noqa: E402
 from common import Report, median, percentile  # noqa: E402
 from service_env import running_service  # noqa: E402
 
@@ -26,40 +26,15 @@ TARGET_PER_MINUTE = 100
 TARGET_P99_UPLOAD_S = 0.300
 
 
-async def _upload_all(
-    url: str, tokens: list[str], per_client: int
-) -> list[tuple[int, str | None, float, float]]:
-    """Each token's client uploads per_client times back to back, all clients at once.
-    Returns (status code, id, sent at epoch, latency s) per upload; code 0 is a transport error."""
-    data = common.passes_zip()
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
-    results = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        start = asyncio.Event()
-
-        async def one_client(token: str):
-            headers = {"Authorization": f"Bearer {token}"}
-            await start.wait()
-            for _ in range(per_client):
-                sent, t0 = time.time(), time.perf_counter()
-                try:
-                    response = await client.post(
-                        "/api/submissions",
-                        headers=headers,
-                        data={"assignment": "add-one"},
-                        files={"file": ("hw.zip", data)},
-                    )
-                    code = response.status_code
-                    sid = response.json().get("id") if code == 202 else None
-                except httpx.HTTPError:
-                    code, sid = 0, None
-                results.append((code, sid, sent, time.perf_counter() - t0))
-
-        tasks = [asyncio.create_task(one_client(token)) for token in tokens]
-        await asyncio.sleep(0.2)  # every task waiting on the event
-        start.set()
-        await asyncio.gather(*tasks)
-    return results
+def _upload_all(url: str, tokens: list[str], per_client: int) -> tuple[list, float]:
+    """The uploads (light_client.upload_all's tuples) and the clients' CPU seconds."""
+    cpu = time.process_time()
+    uploads = asyncio.run(
+        light_client.upload_all(
+            url, tokens, per_client, slug="add-one", filename="hw.zip", data=common.passes_zip()
+        )
+    )
+    return uploads, time.process_time() - cpu
 
 
 def _graded_report(report: Report, service, uploads, timeout_s: float) -> dict:
@@ -98,7 +73,7 @@ def throughput(service, count: int, timeout_s: float) -> Report:
     clients = 8  # students uploading at once; each stays under the course's submissions.max (50)
     tokens = service.tokens("tp", clients)
     cpu = _cpu_s(service)
-    uploads = asyncio.run(_upload_all(service.url, tokens, per_client=-(-count // clients)))
+    uploads, _clients_cpu = _upload_all(service.url, tokens, per_client=-(-count // clients))
     refused = [u for u in uploads if u[0] != 202]
     report.check("uploads accepted", not refused, f"{len(uploads) - len(refused)}/{len(uploads)}")
     result = _graded_report(report, service, uploads, timeout_s)
@@ -128,7 +103,7 @@ def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone
     )
     tokens = service.tokens("burst", clients)
     started, api_cpu = time.perf_counter(), service.api_cpu_s()
-    uploads = asyncio.run(_upload_all(service.url, tokens, per_client))
+    uploads, clients_cpu = _upload_all(service.url, tokens, per_client)
     took, api_cpu = time.perf_counter() - started, service.api_cpu_s() - api_cpu
     if api_alone:
         service.start_workers()
@@ -146,6 +121,7 @@ def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone
     # What one API process can take, whatever else shares the cores (the clients here, the workers).
     report.figure("API CPU per upload", api_cpu / total * 1000, "ms", fmt="{:.1f}")
     report.figure("uploads/s per API process at 100% of a core", total / api_cpu, "/s", fmt="{:.0f}")
+    report.figure("the clients' CPU per upload", clients_cpu / total * 1000, "ms", fmt="{:.1f}")
     result = _graded_report(report, service, uploads, timeout_s)
     report.check(
         "none lost (every 202 has a row, graded)",
