@@ -4,7 +4,7 @@ own work (checks, unpack, store, insert and commit, publish to Redis, the answer
     .venv/bin/python bench/profile_upload.py [--uploads 300] [--profile]
 
 Not a section of run_all.py: a diagnostic for the deadline burst (section 3), whose figure is queueing
-in front of this cost. The same calls the route makes (routes.submissions._accept), in this thread, so
+in front of this cost. The same call the route makes (routes.submissions.accept_upload), in this thread, so
 that cProfile (--profile) sees them; a fresh database, 20 students, the add-one course, Redis db 13.
 Under HTTP add the ASGI stack, multipart parsing and FastAPI's thread hops (section 10 measures both).
 """
@@ -48,9 +48,9 @@ def main() -> None:
 
 
 def measure(url: str, uploads: int, profile: bool) -> None:
-    from grader import auth, catalog, db
+    from grader import db
     from grader.config import Settings
-    from grader.routes.submissions import _accept
+    from grader.routes.submissions import accept_upload
 
     settings = Settings()
     tokens = student_tokens(url, "up", STUDENTS)
@@ -58,13 +58,11 @@ def measure(url: str, uploads: int, profile: bool) -> None:
 
     def upload(i: int) -> None:
         for session in db.sessions(settings):  # as the request's SessionDep
-            user = auth.user_for_token(session=session, token=tokens[i % STUDENTS])
-            assignment = catalog.current(session=session, settings=settings)["add-one"]
-            _accept(session, settings, user, assignment, None, "hw.zip", data)
+            accept_upload(session, settings, tokens[i % STUDENTS], "add-one", None, "hw.zip", data)
 
     for i in range(STUDENTS):  # warm: connections, statement caches, the first token use
         upload(i)
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.process_time) if profile else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -78,7 +76,7 @@ def measure(url: str, uploads: int, profile: bool) -> None:
     print(f"  CPU per upload (this process)   {cpu / uploads * 1000:6.2f} ms")
     print(f"  wall per upload                 {wall / uploads * 1000:6.2f} ms")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(40)
     db.get_engine(url).dispose()
 
 

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # An unpacked zip may not exceed this (zip bombs) nor hold more files than max_upload_files.
     max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_upload_files: int = Field(default=2000, ge=1)
+    # Uploads checked, stored and committed at once in one API process; the others wait their turn, first
+    # come first served. One interpreter gains nothing from more: its threads only share the GIL worse,
+    # and a deadline burst's slowest answers grow (bench/README.md section 12).
+    upload_concurrency: int = Field(default=4, ge=1, le=64)
 
     # The grading service. A worker holds a lease on the submission it grades and renews it every
     # lease_s/3; an expired lease means the worker died, and the sweeper (every sweep_interval_s)

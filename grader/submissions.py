@@ -103,13 +103,14 @@ def accept(
     filename: str,
     data: bytes,
     by_instructor: bool = False,
+    due: policies.Deadline | None = None,
 ) -> Submission:
     """Check the upload, store it, insert and commit its row (queued), then send it to a grader by id.
-    Raises Refused, having stored nothing, when a rule refuses it."""
+    Raises Refused, having stored nothing, when a rule refuses it. `due`: the student's deadline, when
+    the caller already looked it up."""
     # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
-    due = None
     if not by_instructor:  # first without a lock: a refused student costs no unpacking
-        due = check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow())
+        due = check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow(), due=due)
     try:
         unpacked = unpack(
             data,

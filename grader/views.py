@@ -26,8 +26,9 @@ def submission_out(
     student: User,
     viewer: User,
     assignment: Assignment | None,
+    due: policies.Deadline | None = None,
 ) -> SubmissionOut:
-    """The submission as `viewer` may see it."""
+    """The submission as `viewer` may see it (`due`: the student's deadline, if already looked up)."""
     out = SubmissionOut(
         id=submission.id,
         assignment=submission.assignment,
@@ -43,7 +44,8 @@ def submission_out(
         max_score=submission.max_score,
     )
     if assignment is not None:
-        due = extensions.deadline(session=session, assignment=assignment, user_id=student.id)
+        if due is None:
+            due = extensions.deadline(session=session, assignment=assignment, user_id=student.id)
         out.late_seconds = max(0, int((submission.submitted_at - due.due).total_seconds()))
         out.penalty_percent = float(policies.penalty_percent(due, submission.submitted_at))
     if submission.status == "queued" and not settings.embedded:

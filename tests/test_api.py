@@ -1,21 +1,26 @@
 """The HTTP API on real PostgreSQL: refusals store nothing, and students see only what they may."""
 
+import asyncio
 import csv
 import io
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from grader import auth, grading
+from grader import auth, grading, submissions
 from grader.config import Settings, get_settings
 from grader.db import utcnow
 from grader.deps import get_session
 from grader.main import app
 from grader.models import Extension, Submission, User, Worker
 from grader.results import GradeError, GradeResult, TestResult
+from grader.routes import forms
 from tests.fixtures.services import PASSES, zip_of
 
 
@@ -89,6 +94,55 @@ def test_a_missing_or_bad_token_is_401(client, people, db_session, settings, tok
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert nothing_stored(db_session, settings)
+
+
+def test_a_missing_token_is_refused_before_the_body_is_read(client, db_session, settings, monkeypatch):
+    read = []
+    monkeypatch.setattr("grader.routes.submissions.receive_form", lambda *a, **k: read.append(1))
+    assert upload(client, {}).status_code == 401 and read == []
+
+
+def test_an_upload_is_accepted_off_the_event_loop(client, people, monkeypatch):
+    """Its statements, unpacking and commit block: on the event loop they would hold up every request."""
+    where, accept = [], submissions.accept
+
+    def spy(**kwargs):
+        try:
+            asyncio.get_running_loop()
+            where.append("event loop")
+        except RuntimeError:
+            where.append("worker thread")
+        return accept(**kwargs)
+
+    monkeypatch.setattr(submissions, "accept", spy)
+    assert upload(client, headers(people, "s1")).status_code == 202
+    assert where == ["worker thread"]
+
+
+def test_uploads_are_accepted_a_few_at_a_time_first_come_first_served(monkeypatch):
+    monkeypatch.setattr(forms, "get_settings", lambda: Settings(upload_concurrency=2))
+    lock, running, most, started = threading.Lock(), [0], [0], []
+
+    def accept(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            started.append(i)
+        time.sleep(0.03)
+        with lock:
+            running[0] -= 1
+        return i
+
+    async def burst() -> None:
+        async with anyio.create_task_group() as group:
+            for i in range(8):
+                group.start_soon(forms.in_turn, accept, i)
+                await anyio.sleep(0.002)  # they arrive in this order
+
+    anyio.run(burst)
+    assert most[0] == 2 and sorted(started) == list(range(8))
+    # Two start at once, so neighbours may swap; a waiter never overtakes one that came earlier by two.
+    assert all(abs(position - i) <= 1 for position, i in enumerate(started)), started
 
 
 def test_a_revoked_token_is_401(client, people, db_session):

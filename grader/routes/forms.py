@@ -1,15 +1,24 @@
-"""Read a multipart upload without ever holding more than the size limit.
+"""Read a multipart upload without ever holding more than the size limit, then accept it in turn.
 
 Starlette's own form parsing reads the whole body before the route runs; here the body is counted as
 it arrives and the request is refused as soon as it passes the limit. File parts spool to a temporary
 file past 1 MiB (Starlette's MultiPartParser).
 """
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import TypeVar
+from weakref import WeakKeyDictionary
 
+import anyio
 from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
+
+from grader.config import get_settings
+
+T = TypeVar("T")
 
 # Room for the multipart boundaries, part headers and the small text fields around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -50,3 +59,22 @@ async def receive_form(request: Request, *, max_file_bytes: int) -> FormData:
         await form.close()
         raise TooLarge
     return form
+
+
+# One per event loop: a server has one, but each of the tests' clients runs its own, and a limiter's
+# waiters can only be woken from their own loop.
+_limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = WeakKeyDictionary()
+
+
+async def in_turn(accept: Callable[..., T], *args) -> T:
+    """Run an upload's blocking work (checks, store, commit, publish) in a worker thread, at most
+    GRADER_UPLOAD_CONCURRENCY at once in this process, the others waiting first come, first served.
+
+    The caller must hold no database connection while it waits here (its own session opened inside
+    `accept`, or one whose transaction has ended): waiting requests that held connections could leave
+    none in the pool for those whose turn it is."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(get_settings().upload_concurrency)
+    return await anyio.to_thread.run_sync(partial(accept, *args), limiter=limiter)

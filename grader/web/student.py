@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
@@ -382,34 +383,58 @@ def assignment_detail(request: Request, session: SessionDep, web: StudentPageDep
 
 @router.post("/assignments/{slug}/submit")
 async def submit(request: Request, session: SessionDep, web: StudentPageDep, slug: str) -> Response:
-    """Accept an upload from the form (or from its script, which asks for JSON)."""
+    """Accept an upload from the form (or from its script, which asks for JSON). Async only to read the
+    form as it streams: the database work runs in worker threads, never on the event loop."""
     settings = get_settings()
     wants_json = "application/json" in request.headers.get("accept", "")
+    assignment = await run_in_threadpool(_open_assignment, session, settings, slug)
+    try:
+        filename, data = await _read_upload(request, web, settings)
+    except _Unread as exc:
+        return await run_in_threadpool(_refuse, request, session, web, slug, wants_json, *exc.args)
+    return await forms.in_turn(
+        _accept_form, request, session, web, settings, assignment, filename, data, wants_json
+    )
 
-    def refuse(message: str, status: int) -> Response:
-        if wants_json:
-            return JSONResponse({"detail": message}, status_code=status)
-        return _assignment_page(request, session, web, slug, error=message, status=status)
 
+def _open_assignment(session: Session, settings: Settings, slug: str) -> Assignment:
     assignment = catalog.current(session=session, settings=settings).get(slug)
     if assignment is None or not policies.released(assignment, utcnow()):
         raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
+    session.commit()  # no connection held while the body streams and the upload waits its turn
+    return assignment
+
+
+class _Unread(Exception):
+    """No upload could be taken from the form: the message for the student, and the status."""
+
+
+async def _read_upload(request: Request, web, settings: Settings) -> tuple[str, bytes]:
     try:
         form = await forms.receive_form(request, max_file_bytes=settings.max_upload_bytes)
-    except forms.TooLarge:
-        return refuse(f"The file is larger than the limit of {settings.max_upload_bytes // 2**20} MiB.", 413)
+    except forms.TooLarge as exc:
+        limit = settings.max_upload_bytes // 2**20
+        raise _Unread(f"The file is larger than the limit of {limit} MiB.", 413) from exc
     except forms.BadForm as exc:
-        return refuse(f"The upload could not be read: {exc}", 400)
+        raise _Unread(f"The upload could not be read: {exc}", 400) from exc
     try:
         if not accounts.csrf_matches(web.csrf_token, str(form.get("csrf_token") or "")):
-            return refuse("This form is stale or came from another site; reload the page and try again.", 403)
+            raise _Unread("This form is stale or came from another site; reload the page and try again.", 403)
         upload = form.get("file")
         if upload is None or isinstance(upload, str) or not upload.filename:
-            return refuse("Choose a file to upload.", 400)
-        data = await upload.read()
-        filename = upload.filename
+            raise _Unread("Choose a file to upload.", 400)
+        return upload.filename, await upload.read()
     finally:
         await form.close()
+
+
+def _refuse(request: Request, session: Session, web, slug: str, wants_json: bool, message: str, status: int):
+    if wants_json:
+        return JSONResponse({"detail": message}, status_code=status)
+    return _assignment_page(request, session, web, slug, error=message, status=status)
+
+
+def _accept_form(request, session, web, settings, assignment, filename, data, wants_json) -> Response:
     try:
         submission = submissions.accept(
             session=session,
@@ -421,7 +446,8 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
         )
     except submissions.Refused as exc:
         message = refusal_text(session, exc, assignment, web.user, utcnow())
-        return refuse(message, REFUSED_STATUS.get(exc.reason, 400))
+        status = REFUSED_STATUS.get(exc.reason, 400)
+        return _refuse(request, session, web, assignment.slug, wants_json, message, status)
     url = f"/submissions/{submission.id}"
     return JSONResponse({"url": url}, status_code=201) if wants_json else redirect(url)
 
