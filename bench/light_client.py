@@ -64,22 +64,38 @@ class Connection:
 
 
 async def upload_all(
-    url: str, tokens: list[str], per_client: int, *, slug: str, filename: str, data: bytes
+    url: str,
+    tokens: list[str],
+    per_client: int,
+    *,
+    slug: str,
+    filename: str,
+    data: bytes,
+    rate: float | None = None,
 ) -> list[tuple[int, str | None, float, float]]:
-    """Each token's client uploads per_client times back to back, all clients at once.
-    Returns (status code, id, sent at epoch, latency s) per upload; code 0 is a transport error."""
+    """Each token's client uploads per_client times, all clients at once: back to back, or with `rate`
+    (uploads per second, all clients together) each upload due at its own time, round robin over the
+    clients. Returns (status code, id, sent at epoch, latency s) per upload; code 0 is a transport
+    error. With a rate, latency counts from when the upload was due, so an answer that came late and
+    held up that client's next upload counts against both."""
     parts = urlsplit(url)
     body = multipart({"assignment": slug}, filename, data)
     content_type = f"multipart/form-data; boundary={BOUNDARY}"
     results = []
     start = asyncio.Event()
 
-    async def one_client(token: str) -> None:
+    async def one_client(index: int, token: str) -> None:
         connection = Connection(parts.hostname, parts.port)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
         await start.wait()
-        for _ in range(per_client):
+        began = time.perf_counter()
+        for upload in range(per_client):
+            if rate:
+                due = began + (upload * len(tokens) + index) / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             sent, t0 = time.time(), time.perf_counter()
+            if rate:
+                sent, t0 = sent - (t0 - due), due
             try:
                 code, answer = await connection.post("/api/submissions", headers, body)
                 sid = json.loads(answer).get("id") if code == 202 else None
@@ -88,7 +104,7 @@ async def upload_all(
             results.append((code, sid, sent, time.perf_counter() - t0))
         connection.close()
 
-    tasks = [asyncio.create_task(one_client(token)) for token in tokens]
+    tasks = [asyncio.create_task(one_client(i, token)) for i, token in enumerate(tokens)]
     await asyncio.sleep(0.2)  # every task waiting on the event
     start.set()
     await asyncio.gather(*tasks)

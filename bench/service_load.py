@@ -6,8 +6,9 @@ PostgreSQL, a fresh database created and dropped here).
 2: N trivial submissions uploaded at once (8 clients), then graded: submissions per minute from the
    first upload to the last score, and upload->score per submission (score time = finished_at).
 3: M uploads from C concurrent clients (one student and one keep-alive connection each,
-   bench/light_client.py), all started together: refusals, losses, upload latency percentiles, and
-   the time until all are graded.
+   bench/light_client.py), all started together, each sending again when answered (or, with --rate,
+   each upload due at its own time): refusals, losses, upload latency percentiles, and the time until
+   all are graded.
 """
 
 import argparse
@@ -26,12 +27,12 @@ TARGET_PER_MINUTE = 100
 TARGET_P99_UPLOAD_S = 0.300
 
 
-def _upload_all(url: str, tokens: list[str], per_client: int) -> tuple[list, float]:
+def _upload_all(url: str, tokens: list[str], per_client: int, rate: float | None = None) -> tuple:
     """The uploads (light_client.upload_all's tuples) and the clients' CPU seconds."""
     cpu = time.process_time()
     uploads = asyncio.run(
         light_client.upload_all(
-            url, tokens, per_client, slug="add-one", filename="hw.zip", data=common.passes_zip()
+            url, tokens, per_client, slug="add-one", filename="hw.zip", data=common.passes_zip(), rate=rate
         )
     )
     return uploads, time.process_time() - cpu
@@ -94,16 +95,25 @@ def throughput(service, count: int, timeout_s: float) -> Report:
     return report
 
 
-def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone: bool = False) -> Report:
+def burst(
+    service,
+    clients: int,
+    per_client: int,
+    timeout_s: float,
+    *,
+    api_alone: bool = False,
+    rate: float | None = None,
+) -> Report:
     total = clients * per_client
     during = "no worker running until the uploads are in" if api_alone else "workers grading meanwhile"
+    arrivals = f"arriving at {rate:g}/s" if rate else "each sent when the last was answered"
     report = Report(
-        f"3. deadline burst: {total} uploads from {clients} concurrent clients "
+        f"3. deadline burst: {total} uploads from {clients} concurrent clients, {arrivals} "
         f"(--concurrency {service.concurrency}; {during})"
     )
     tokens = service.tokens("burst", clients)
     started, api_cpu = time.perf_counter(), service.api_cpu_s()
-    uploads, clients_cpu = _upload_all(service.url, tokens, per_client)
+    uploads, clients_cpu = _upload_all(service.url, tokens, per_client, rate)
     took, api_cpu = time.perf_counter() - started, service.api_cpu_s() - api_cpu
     if api_alone:
         service.start_workers()
@@ -116,7 +126,13 @@ def burst(service, clients: int, per_client: int, timeout_s: float, *, api_alone
     latency = [lat for *_, lat in uploads]
     report.figure("upload latency median", median(latency), "s")
     report.figure("upload latency p95", percentile(latency, 95), "s")
-    report.figure("upload latency p99", percentile(latency, 99), "s", at_most=TARGET_P99_UPLOAD_S)
+    # The target is for clients that send again as soon as they are answered: 50 / (uploads per second)
+    # on average, whatever else. At a rate the service can keep up with, latency is its own time.
+    p99 = percentile(latency, 99)
+    if rate:
+        report.figure("upload latency p99 (a rate: not the target's burst)", p99, "s")
+    else:
+        report.figure("upload latency p99", p99, "s", at_most=TARGET_P99_UPLOAD_S)
     report.figure("upload latency max", max(latency), "s")
     # What one API process can take, whatever else shares the cores (the clients here, the workers).
     report.figure("API CPU per upload", api_cpu / total * 1000, "ms", fmt="{:.1f}")
@@ -145,6 +161,12 @@ def main(argv=None) -> list[Report]:
     parser.add_argument("--per-client", type=int, default=None, help="burst uploads per client (default 10)")
     parser.add_argument("--only", choices=["throughput", "burst"])
     parser.add_argument("--api-workers", type=int, default=1, help="API processes (grader api --workers)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="burst: uploads due at this many per second (all clients), not sent when the last is answered",
+    )
     parser.add_argument("--pool", type=int, default=0, help="warm pairs per worker (GRADER_POOL_SIZE)")
     parser.add_argument(
         "--api-alone",
@@ -173,6 +195,7 @@ def main(argv=None) -> list[Report]:
                         args.clients,
                         per_client,
                         api_alone=args.api_alone,
+                        rate=args.rate,
                         timeout_s=max(300, args.clients * per_client * 3),
                     )
                 )
