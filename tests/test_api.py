@@ -95,10 +95,11 @@ def test_a_missing_or_bad_token_is_401(client, people, db_session, settings, tok
     assert nothing_stored(db_session, settings)
 
 
-def test_a_missing_token_is_refused_before_the_body_is_read(client, db_session, settings, monkeypatch):
+@pytest.mark.parametrize("token", [None, "Bearer grd_not-a-token"])
+def test_a_missing_or_bad_token_is_refused_before_the_body_is_read(client, people, token, monkeypatch):
     read = []
     monkeypatch.setattr("grader.routes.submissions.receive_form", lambda *a, **k: read.append(1))
-    assert upload(client, {}).status_code == 401 and read == []
+    assert upload(client, {"Authorization": token} if token else {}).status_code == 401 and read == []
 
 
 def test_an_upload_is_accepted_off_the_event_loop(client, people, accept_threads):

@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from grader import accounts, catalog, extensions, submissions, views
@@ -15,6 +16,7 @@ from grader.deps import (
     unauthorized,
     user_or_401,
 )
+from grader.models import User
 from grader.routes.forms import BadForm, TooLarge, in_turn, receive_form
 from grader.schemas import SubmissionOut
 from grader.submissions import Refused
@@ -78,8 +80,8 @@ async def submit(
     request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerDep
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
-    if credentials is None:  # before reading the body; an unknown token is refused after it
-        raise unauthorized()
+    # Before the body is read: nobody without a valid token makes us take in an upload.
+    user = await run_in_threadpool(authenticated, session, credentials)
     try:
         form = await receive_form(request, max_file_bytes=settings.max_upload_bytes)
     except TooLarge as exc:
@@ -98,15 +100,21 @@ async def submit(
         data, filename = await upload.read(), upload.filename or "upload"
     finally:
         await form.close()
-    token = credentials.credentials
-    return await in_turn(accept_upload, session, settings, token, slug, on_behalf, filename, data)
+    return await in_turn(accept_upload, session, settings, user, slug, on_behalf, filename, data)
 
 
-def accept_upload(session, settings, token, slug, on_behalf, filename, data) -> SubmissionOut:
+def authenticated(session, credentials) -> User:
+    if credentials is None:
+        raise unauthorized()
+    user = user_or_401(session, credentials.credentials)
+    session.commit()  # no connection held while the body streams and the upload waits its turn
+    return user
+
+
+def accept_upload(session, settings, user, slug, on_behalf, filename, data) -> SubmissionOut:
     """The upload's work, all of it in one worker thread: FastAPI runs each sync dependency in a thread
     of its own, and in a deadline burst those hops cost the event loop more than the statements they
-    run (bench/README.md section 12). The session has not been used before (no connection held)."""
-    user = user_or_401(session, token)
+    run (bench/README.md section 12)."""
     assignment = catalog.current(session=session, settings=settings).get(slug)
     if assignment is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
