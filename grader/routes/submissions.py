@@ -3,7 +3,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from grader import accounts, catalog, extensions, submissions, views
@@ -80,8 +79,9 @@ async def submit(
     request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerDep
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
-    # Before the body is read: nobody without a valid token makes us take in an upload.
-    user = await run_in_threadpool(authenticated, session, credentials)
+    # Before the body is read: nobody without a valid token makes us take in an upload. In turn too:
+    # outside it, 50 clients' token checks crowd the turn's threads off the GIL (bench/README.md, 12).
+    user = await in_turn(authenticated, session, credentials)
     try:
         form = await receive_form(request, max_file_bytes=settings.max_upload_bytes)
     except TooLarge as exc:

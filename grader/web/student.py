@@ -387,7 +387,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     form as it streams: the database work runs in worker threads, never on the event loop."""
     settings = get_settings()
     wants_json = "application/json" in request.headers.get("accept", "")
-    assignment = await run_in_threadpool(_open_assignment, session, settings, slug)
+    assignment = await forms.in_turn(_open_assignment, session, settings, slug)
     try:
         filename, data = await _read_upload(request, web, settings)
     except _Unread as exc:
