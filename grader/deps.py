@@ -25,25 +25,15 @@ _bearer = HTTPBearer(auto_error=False, description="a token from `grader token c
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def unauthorized() -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        "missing or invalid token: send Authorization: Bearer <token>",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def user_or_401(session: Session, token: str) -> User:
-    user = auth.user_for_token(session=session, token=token)
-    if user is None:
-        raise unauthorized()
-    return user
-
-
 def current_user(session: SessionDep, credentials: BearerDep) -> User:
-    if credentials is None:
-        raise unauthorized()
-    return user_or_401(session, credentials.credentials)
+    user = auth.user_for_token(session=session, token=credentials.credentials) if credentials else None
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid token: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -6,15 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from starlette.datastructures import UploadFile
 
 from grader import accounts, catalog, extensions, submissions, views
-from grader.deps import (
-    AssignmentsDep,
-    BearerDep,
-    CurrentUser,
-    SessionDep,
-    SettingsDep,
-    unauthorized,
-    user_or_401,
-)
+from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, current_user
 from grader.models import User
 from grader.routes.forms import BadForm, TooLarge, in_turn, receive_form
 from grader.schemas import SubmissionOut
@@ -104,9 +96,7 @@ async def submit(
 
 
 def authenticated(session, credentials) -> User:
-    if credentials is None:
-        raise unauthorized()
-    user = user_or_401(session, credentials.credentials)
+    user = current_user(session, credentials)
     session.commit()  # no connection held while the body streams and the upload waits its turn
     return user
 
