@@ -108,27 +108,25 @@ def accept(
     """Check the upload, store it, insert and commit its row (queued), then send it to a grader by id.
     Raises Refused, having stored nothing, when a rule refuses it. `due`: the student's deadline, when
     the caller already looked it up."""
-    # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
-    if not by_instructor:  # first without a lock: a refused student costs no unpacking
-        due = check_limits(session=session, assignment=assignment, user_id=student.id, now=utcnow(), due=due)
-    try:
-        unpacked = unpack(
-            data,
-            filename,
-            assignment,
-            max_bytes=settings.max_unpacked_bytes,
-            max_files=settings.max_upload_files,
-        )
-    except BadUpload as exc:
-        raise Refused(exc.code, exc.message) from exc
-    # The check that counts, and the insert, one upload of this student at a time: otherwise
-    # simultaneous uploads all pass the limits before any of them is inserted.
+    # The checks and the insert, one upload of this student at a time: otherwise simultaneous uploads
+    # all pass the limits before any of them is inserted. The checks come before the unpacking, so a
+    # refused student costs none.
     lock_for_write(session, select(User.id).where(User.id == student.id))
     try:
         now = utcnow()
+        # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
         if not by_instructor:
-            # The deadline looked up above (it only moves by an instructor's hand); the counts again.
             check_limits(session=session, assignment=assignment, user_id=student.id, now=now, due=due)
+        try:
+            unpacked = unpack(
+                data,
+                filename,
+                assignment,
+                max_bytes=settings.max_unpacked_bytes,
+                max_files=settings.max_upload_files,
+            )
+        except BadUpload as exc:
+            raise Refused(exc.code, exc.message) from exc
         team = teams.team_of(session, user_id=student.id) if assignment.is_team else None
         # An instructor's upload for a student in no team is refused; their own (a smoke run) is not.
         if assignment.is_team and team is None and not student.is_instructor:
