@@ -1,11 +1,13 @@
 """The database: engine, sessions, the declarative Base, UTC timestamps, and migrations."""
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, Select, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -82,7 +84,36 @@ def _create_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for this long is tested before it is handed out.
+IDLE_BEFORE_PING_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections that have sat in the pool: the database may have
+    restarted or dropped them meanwhile. One taken back within the second (a busy API checks its
+    connections out hundreds of times a second) is not pinged: in a deadline burst the pings were a
+    twentieth of the API's CPU (bench/README.md section 13). If the database goes in that second, the
+    statement that finds out fails, and SQLAlchemy then replaces every pooled connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < IDLE_BEFORE_PING_S:
+            return  # just connected, or just used
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool then discards this connection and tries another (or a new one).
+            raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:

@@ -1,10 +1,14 @@
-"""The schema: built only by the migrations, matching the models; times come back aware UTC."""
+"""The schema: built only by the migrations, matching the models; times come back aware UTC. Pooled
+connections: tested before use only when they sat idle."""
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
@@ -72,3 +76,45 @@ def test_relationships_never_load_behind_your_back(db_session):
     db_session.expire_all()
     with pytest.raises(InvalidRequestError, match="lazy='raise'"):
         _ = db_session.get(Submission, "lazy-1").user
+
+
+# ---- pooled connections --------------------------------------------------------------------------------
+
+
+def _counting_pings(engine, monkeypatch) -> list[int]:
+    pings = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(1) or ping(conn))
+    return pings
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle(pg_url, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING_S", 0.2)
+    engine = db._create_engine(pg_url)
+    try:
+        pings = _counting_pings(engine, monkeypatch)
+        first = _backend_pid(engine)  # a new connection: not pinged
+        assert (_backend_pid(engine), len(pings)) == (first, 0)  # taken back at once: not pinged
+        time.sleep(0.3)
+        assert (_backend_pid(engine), len(pings)) == (first, 1)
+    finally:
+        engine.dispose()
+
+
+def test_a_pooled_connection_the_database_dropped_is_replaced_without_an_error(pg_url, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING_S", 0.2)
+    engine = db._create_engine(pg_url)
+    try:
+        dropped = _backend_pid(engine)
+        with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (dropped,))
+        time.sleep(0.3)
+        with engine.connect() as conn:  # the ping finds it gone; the pool connects again
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
+    finally:
+        engine.dispose()
