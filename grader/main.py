@@ -1,17 +1,28 @@
-"""The FastAPI app: the JSON API's routers, the web pages, and the database-unavailable handler."""
+"""The FastAPI app: the JSON API's routers, the web pages, the database-unavailable handler, and what
+is prepared before the first request."""
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from grader import web
+from grader import dispatch, web
+from grader.config import get_settings
 from grader.routes import accommodations, assignments, gradebook, grading, submissions, tokens
 
 log = logging.getLogger(__name__)
 
-app = FastAPI(title="grader", description="Autograder for deep-learning homeworks.")
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    dispatch.prepare(get_settings())
+    yield
+
+
+app = FastAPI(title="grader", description="Autograder for deep-learning homeworks.", lifespan=lifespan)
 app.include_router(submissions.router)
 app.include_router(assignments.router)
 app.include_router(gradebook.router)
