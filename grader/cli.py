@@ -1,5 +1,6 @@
 """The `grader` command."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -437,6 +438,7 @@ def assignments_sync() -> None:
 def _uvicorn(host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
+    os.environ["GRADER_API_PROCESSES"] = str(workers)  # read by each process's settings (config.py)
     uvicorn.run("grader.main:app", host=host, port=port, proxy_headers=True, workers=workers)
 
 

@@ -30,8 +30,14 @@ class Settings(BaseSettings):
     max_upload_files: int = Field(default=2000, ge=1)
     # Uploads checked, stored and committed at once in one API process; the others wait their turn, first
     # come first served. One interpreter gains nothing from more: its threads only share the GIL worse,
-    # and a deadline burst's slowest answers grow (bench/README.md section 12).
-    upload_concurrency: int = Field(default=4, ge=1, le=64)
+    # and a deadline burst's slowest answers grow (bench/README.md sections 12-13). Two, so that one
+    # large upload being unpacked does not hold up every other.
+    upload_concurrency: int = Field(default=2, ge=1, le=64)
+    # How many API processes share the port; `grader api --workers N` sets it for its processes. With
+    # more than one, an upload's answer closes its connection: the student's next upload connects
+    # afresh and goes to whichever process accepts first. Kept alive, a deadline burst's connections
+    # stay where they first landed, often most of them on one process (bench/README.md section 13).
+    api_processes: int = Field(default=1, ge=1, le=256)
 
     # The grading service. A worker holds a lease on the submission it grades and renews it every
     # lease_s/3; an expired lease means the worker died, and the sweeper (every sweep_interval_s)

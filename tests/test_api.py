@@ -108,6 +108,17 @@ def test_an_upload_is_accepted_off_the_event_loop(client, people, accept_threads
     assert accept_threads == ["worker thread"]
 
 
+@pytest.mark.parametrize("processes, closed", [(1, False), (2, True)])
+def test_an_accepted_upload_ends_its_connection_when_several_api_processes_serve(
+    client, people, settings, processes, closed
+):
+    # Kept alive, a burst's connections stay on the process they first reached (config.api_processes).
+    app.dependency_overrides[get_settings] = lambda: settings.model_copy(update={"api_processes": processes})
+    response = upload(client, headers(people, "s1"))
+    assert response.status_code == 202
+    assert (response.headers.get("connection") == "close") is closed
+
+
 def test_the_broker_is_prepared_before_the_first_upload(monkeypatch):
     # Importing the transport and building the publisher's pools cost the first upload 0.15 s.
     url = "redis://127.0.0.1:6379/15"  # a URL of its own: publisher() is one per URL

@@ -283,3 +283,17 @@ def test_smoke_against_a_service_that_is_not_there_is_a_clear_error(assignment):
     )
     assert done.returncode == 1
     assert "smoke failed while uploading" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_grader_api_tells_its_processes_how_many_they_are(monkeypatch):
+    import uvicorn
+
+    from grader import cli
+
+    seen = []
+    monkeypatch.setenv("GRADER_API_PROCESSES", "1")  # restored afterwards
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *args, **kwargs: seen.append(os.environ["GRADER_API_PROCESSES"])
+    )
+    cli._uvicorn("127.0.0.1", 8000, 3)
+    assert seen == ["3"]

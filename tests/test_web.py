@@ -373,6 +373,23 @@ def test_a_form_upload_is_accepted_off_the_event_loop(site, db, accept_threads):
     assert response.status_code == 303 and accept_threads == ["worker thread"]
 
 
+@pytest.mark.parametrize("processes, closed", [("1", False), ("2", True)])
+def test_an_accepted_form_upload_ends_its_connection_when_several_api_processes_serve(
+    site, db, monkeypatch, processes, closed
+):
+    monkeypatch.setenv("GRADER_API_PROCESSES", processes)  # as `grader api --workers` sets it
+    get_settings.cache_clear()
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    response = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": csrf(client, "/assignments/hw1-mlp")},
+        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert (response.headers.get("connection") == "close") is closed
+
+
 def test_upload_errors_are_clear(site, db):
     client = signed_in(site, "s1", add_user(db, "s1"))
     token = csrf(client, "/assignments/hw1-mlp")

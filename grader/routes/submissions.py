@@ -2,13 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
 from grader import accounts, catalog, extensions, submissions, views
 from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, current_user
 from grader.models import User
-from grader.routes.forms import BadForm, TooLarge, in_turn, receive_form
+from grader.routes.forms import BadForm, TooLarge, in_turn, receive_form, spread_next_upload
 from grader.schemas import SubmissionOut
 from grader.submissions import Refused
 
@@ -68,7 +68,7 @@ REFUSALS = {
     responses=REFUSALS,
 )
 async def submit(
-    request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerDep
+    request: Request, response: Response, session: SessionDep, settings: SettingsDep, credentials: BearerDep
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
     # Before the body is read: nobody without a valid token makes us take in an upload. In turn too:
@@ -92,7 +92,9 @@ async def submit(
         data, filename = await upload.read(), upload.filename or "upload"
     finally:
         await form.close()
-    return await in_turn(accept_upload, session, settings, user, slug, on_behalf, filename, data)
+    answer = await in_turn(accept_upload, session, settings, user, slug, on_behalf, filename, data)
+    spread_next_upload(response.headers, settings)
+    return answer
 
 
 def authenticated(session, credentials) -> User:

@@ -392,9 +392,11 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
         filename, data = await _read_upload(request, web, settings)
     except _Unread as exc:
         return await run_in_threadpool(_refuse, request, session, web, slug, wants_json, *exc.args)
-    return await forms.in_turn(
+    answer = await forms.in_turn(
         _accept_form, request, session, web, settings, assignment, filename, data, wants_json
     )
+    forms.spread_next_upload(answer.headers, settings)
+    return answer
 
 
 def _open_assignment(session: Session, settings: Settings, slug: str) -> Assignment:
