@@ -30,7 +30,7 @@ def multipart(fields: dict[str, str], filename: str, data: bytes) -> bytes:
 
 
 class Connection:
-    """One keep-alive connection; reconnects after an error."""
+    """One keep-alive connection; connects again after an error, or when the server ends it."""
 
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
@@ -52,7 +52,10 @@ class Connection:
             lengths = [int(x.split(":", 1)[1]) for x in lines[1:] if x.lower().startswith("content-length:")]
             if not lengths:
                 raise ValueError("an answer without Content-Length")
-            return code, await self.reader.readexactly(lengths[0])
+            answer = await self.reader.readexactly(lengths[0])
+            if any(x.lower().replace(" ", "") == "connection:close" for x in lines[1:]):
+                self.close()  # the server ends it (several API processes: config.py, api_processes)
+            return code, answer
         except BaseException:
             self.close()
             raise

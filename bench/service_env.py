@@ -82,7 +82,15 @@ class Service:
     """API + workers on PostgreSQL and Redis, for the add-one course."""
 
     def __init__(
-        self, url: str, tmp: Path, *, concurrency: int, workers: int = 1, api_workers: int = 1, pool: int = 0
+        self,
+        url: str,
+        tmp: Path,
+        *,
+        concurrency: int,
+        workers: int = 1,
+        api_workers: int = 1,
+        pool: int = 0,
+        settings: dict[str, str] | None = None,
     ):
         self.db_url, self.tmp = url, tmp
         course = tmp / "course"
@@ -94,6 +102,7 @@ class Service:
             GRADER_DATABASE_URL=url,
             GRADER_BROKER_URL=BROKER,
             GRADER_POOL_SIZE=str(pool),  # warm sandboxes per worker process (grader.pool)
+            **{f"GRADER_{name.upper()}": value for name, value in (settings or {}).items()},
         )
         self.concurrency, self.workers, self.api_workers = concurrency, workers, api_workers
         self.procs: list[subprocess.Popen] = []
@@ -243,8 +252,15 @@ class Service:
 
 @contextlib.contextmanager
 def running_service(
-    *, concurrency: int, workers: int = 1, start_workers: bool = True, api_workers: int = 1, pool: int = 0
+    *,
+    concurrency: int,
+    workers: int = 1,
+    start_workers: bool = True,
+    api_workers: int = 1,
+    pool: int = 0,
+    settings: dict[str, str] | None = None,
 ):
+    """The service on a fresh database; `settings`: more GRADER_* variables, by setting name."""
     if _redis("ping") != "PONG":
         raise RuntimeError("no Redis at 127.0.0.1:6379 (scripts/test starts one)")
     _redis("flushdb")
@@ -252,7 +268,13 @@ def running_service(
     try:
         with pg_database() as url:
             service = Service(
-                url, tmp, concurrency=concurrency, workers=workers, api_workers=api_workers, pool=pool
+                url,
+                tmp,
+                concurrency=concurrency,
+                workers=workers,
+                api_workers=api_workers,
+                pool=pool,
+                settings=settings,
             )
             try:
                 service.start(workers=start_workers)
