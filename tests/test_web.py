@@ -361,15 +361,20 @@ def test_upload_then_the_submission_page_polls(site, db):
     assert "hw1.ipynb" in client.get("/assignments/hw1-mlp").text
 
 
-def test_a_form_upload_is_accepted_off_the_event_loop(site, db, accept_threads):
-    """The route is async to stream the form; its statements and commit must not run on the loop."""
-    client = signed_in(site, "s1", add_user(db, "s1"))
-    response = client.post(
+def submit_notebook(client: TestClient):
+    """Upload NOTEBOOK to hw1-mlp through the form; the answer, its redirect not followed."""
+    return client.post(
         "/assignments/hw1-mlp/submit",
         data={"csrf_token": csrf(client, "/assignments/hw1-mlp")},
         files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")},
         follow_redirects=False,
     )
+
+
+def test_a_form_upload_is_accepted_off_the_event_loop(site, db, accept_threads):
+    """The route is async to stream the form; its statements and commit must not run on the loop."""
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    response = submit_notebook(client)
     assert response.status_code == 303 and accept_threads == ["worker thread"]
 
 
@@ -380,12 +385,7 @@ def test_an_accepted_form_upload_ends_its_connection_when_several_api_processes_
     monkeypatch.setenv("GRADER_API_PROCESSES", processes)  # as `grader api --workers` sets it
     get_settings.cache_clear()
     client = signed_in(site, "s1", add_user(db, "s1"))
-    response = client.post(
-        "/assignments/hw1-mlp/submit",
-        data={"csrf_token": csrf(client, "/assignments/hw1-mlp")},
-        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")},
-        follow_redirects=False,
-    )
+    response = submit_notebook(client)
     assert response.status_code == 303
     assert (response.headers.get("connection") == "close") is closed
 
