@@ -146,6 +146,16 @@ def test_the_last_allowed_upload_then_a_refusal_that_says_why(db_session, settin
     assert stored(db_session, settings)[0] == 3
 
 
+def test_a_refused_student_costs_no_unpacking(db_session, settings, course, people, monkeypatch):
+    hw = assignment(course, limits="max = 1")
+    accept(db_session, settings, hw, people["s1"])
+    unpacked = []
+    monkeypatch.setattr(submissions, "unpack", lambda *args, **kwargs: unpacked.append(args))
+    with pytest.raises(submissions.Refused, match="used all 1"):
+        accept(db_session, settings, hw, people["s1"])
+    assert unpacked == []
+
+
 def test_failures_on_our_side_are_not_charged(db_session, settings, course, people):
     hw = assignment(course, limits="max = 1")
     first = accept(db_session, settings, hw, people["s1"])
