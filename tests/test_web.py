@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from grader import accounts
 from grader.config import get_settings
 from grader.db import migrate, session_factory
 from grader.models import Submission, User, WebSession
 from grader.results import GradeResult, TestResult
+from grader.routes import forms
 
 NOW = datetime.now(UTC)
 NOTEBOOK = json.dumps(
@@ -376,6 +378,21 @@ def test_a_form_upload_is_accepted_off_the_event_loop(site, db, accept_threads):
     client = signed_in(site, "s1", add_user(db, "s1"))
     response = submit_notebook(client)
     assert response.status_code == 303 and accept_threads == ["worker thread"]
+
+
+def test_a_form_upload_holds_no_database_connection_while_it_waits_its_turn(site, db, monkeypatch):
+    # In a deadline burst most uploads wait for their turn (forms.in_turn); each waiting with a
+    # connection would empty the pool for those whose turn it is.
+    held, in_turn = [], forms.in_turn
+
+    async def watched(step, *args):
+        held.extend(arg.in_transaction() for arg in args if isinstance(arg, Session))
+        return await in_turn(step, *args)
+
+    monkeypatch.setattr(forms, "in_turn", watched)
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    assert submit_notebook(client).status_code == 303
+    assert held == [False, False]
 
 
 @pytest.mark.parametrize("processes, closed", [("1", False), ("2", True)])

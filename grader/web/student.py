@@ -387,11 +387,14 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     form as it streams: the database work runs in worker threads, never on the event loop."""
     settings = get_settings()
     wants_json = "application/json" in request.headers.get("accept", "")
+    # The sign-in check read through this session: end that first, so that no upload waits for its
+    # turn holding a connection the ones in turn need (forms.in_turn).
+    await run_in_threadpool(session.commit)
     assignment = await forms.in_turn(_open_assignment, session, settings, slug)
     try:
         filename, data = await _read_upload(request, web, settings)
     except _Unread as exc:
-        return await run_in_threadpool(_refuse, request, session, web, slug, wants_json, *exc.args)
+        return await forms.in_turn(_refuse, request, session, web, slug, wants_json, *exc.args)
     answer = await forms.in_turn(
         _accept_form, request, session, web, settings, assignment, filename, data, wants_json
     )
