@@ -1,5 +1,6 @@
 """Students uploading at once, as cheaply for this machine as it can be done: one HTTP/1.1 keep-alive
-connection per student on asyncio streams, the multipart body built once.
+connection per student on asyncio streams (opened again when the server ends it), the multipart body
+built once.
 
 The benchmarks run the clients on the cores the service uses, where in a real deadline burst they are
 the students' own machines. httpx's AsyncClient cost 2.3-4.3 ms of this machine's CPU per upload (about

@@ -75,9 +75,9 @@ _limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] =
 
 
 async def in_turn(accept: Callable[..., T], *args) -> T:
-    """Run a step of an upload's blocking work (the token check; the checks, store, commit and publish)
-    in a worker thread, at most GRADER_UPLOAD_CONCURRENCY at once in this process, the others waiting
-    first come, first served.
+    """Run a step of an upload's blocking work (the token check or the form's assignment lookup; the
+    checks, store, commit and publish; a refusal page) in a worker thread, at most
+    GRADER_UPLOAD_CONCURRENCY at once in this process, the others waiting first come, first served.
 
     The caller must hold no database connection while it waits here (its own session opened inside
     `accept`, or one whose transaction has ended): waiting requests that held connections could leave
