@@ -1,9 +1,10 @@
 """Dependency aliases for the routes."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -12,11 +13,29 @@ from grader.assignments import Assignment
 from grader.config import Settings, get_settings
 from grader.models import User
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Both async although they do nothing asynchronous: FastAPI runs a plain function dependency in a
+# worker thread, and a generator's start and end in one each. Those hops were a quarter of the event
+# loop's time in a deadline burst (bench/README.md sections 12 and 14).
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    yield from db.sessions(settings)
+async def current_settings() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(current_settings)]
+
+
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+    """A session per request (no connection until first used), closed afterwards: in a worker thread
+    only when a transaction is still open, as its rollback talks to the database."""
+    session = db.session_factory(settings)()
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from grader import accommodations, auth, catalog, db
 from grader.cli import app as cli
 from grader.config import Settings, get_settings
-from grader.deps import get_session
+from grader.deps import current_settings, get_session
 from grader.main import app
 from grader.models import Excusal, Extension
 
@@ -49,7 +49,7 @@ def who(session) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def client(settings, session):
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_settings] = lambda: settings
     app.dependency_overrides[get_session] = lambda: session
     with TestClient(app) as client:
         yield client

@@ -11,11 +11,12 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from grader import auth, grading, main
-from grader.config import Settings, get_settings
+from grader import auth, db, grading, main
+from grader.config import Settings
 from grader.db import utcnow
-from grader.deps import get_session
+from grader.deps import current_settings, get_session
 from grader.main import app
 from grader.models import Extension, Submission, User, Worker
 from grader.results import GradeError, GradeResult, TestResult
@@ -32,7 +33,7 @@ def settings(tmp_path, course, pg_url) -> Settings:
 
 @pytest.fixture
 def client(settings, db_session):
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_settings] = lambda: settings
     app.dependency_overrides[get_session] = lambda: db_session
     with TestClient(app) as client:
         yield client
@@ -108,12 +109,44 @@ def test_an_upload_is_accepted_off_the_event_loop(client, people, accept_threads
     assert accept_threads == ["worker thread"]
 
 
+def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, redis_broker, monkeypatch):
+    # The token check and the accept step; FastAPI's own hops for the settings and the session (one
+    # each way) were a quarter of the event loop's time in a deadline burst (bench/README.md 12, 14).
+    hops = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func, *args, **kwargs):
+        hops.append(getattr(func, "func", func).__name__)
+        return await run_sync(func, *args, **kwargs)
+
+    async def these_settings() -> Settings:
+        # With a broker the answer asks whether a worker runs, in the accept step's transaction.
+        return settings.model_copy(update={"broker_url": redis_broker})
+
+    with Session(db.get_engine(committed_pg)) as session:  # committed: the request's own session reads it
+        token = auth.create_token(
+            session=session, user=auth.get_or_create_user(session=session, login="s1", role="student")
+        )
+        session.commit()
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    app.dependency_overrides[current_settings] = these_settings
+    try:
+        with TestClient(app) as real_sessions:
+            hops.clear()
+            assert upload(real_sessions, {"Authorization": f"Bearer {token}"}).status_code == 202
+    finally:
+        app.dependency_overrides.clear()
+    assert hops == ["authenticated", "accept_upload"]
+
+
 @pytest.mark.parametrize("processes, closed", [(1, False), (2, True)])
 def test_an_accepted_upload_ends_its_connection_when_several_api_processes_serve(
     client, people, settings, processes, closed
 ):
     # Kept alive, a burst's connections stay on the process they first reached (config.api_processes).
-    app.dependency_overrides[get_settings] = lambda: settings.model_copy(update={"api_processes": processes})
+    app.dependency_overrides[current_settings] = lambda: settings.model_copy(
+        update={"api_processes": processes}
+    )
     response = upload(client, headers(people, "s1"))
     assert response.status_code == 202
     assert (response.headers.get("connection") == "close") is closed
@@ -121,7 +154,8 @@ def test_an_accepted_upload_ends_its_connection_when_several_api_processes_serve
 
 def test_the_broker_is_prepared_before_the_first_upload(monkeypatch):
     # Importing the transport and building the publisher's pools cost the first upload 0.15 s.
-    url = "redis://127.0.0.1:6379/15"  # a URL of its own: publisher() is one per URL
+    # A URL no other test uses (the tests' broker is 127.0.0.1): publisher() is one per URL.
+    url = "redis://localhost:6379/15"
     monkeypatch.setattr(main, "get_settings", lambda: Settings(broker_url=url))
     assert publisher(url).amqp._producer_pool is None
     with TestClient(app):
@@ -488,7 +522,7 @@ def test_an_unreachable_database_is_503_not_a_traceback(tmp_path, course):
         data_dir=tmp_path,
         assignments_dir=course,
     )
-    app.dependency_overrides[get_settings] = lambda: down
+    app.dependency_overrides[current_settings] = lambda: down
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             response = client.get("/api/assignments", headers={"Authorization": "Bearer grd_x"})

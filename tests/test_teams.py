@@ -13,7 +13,7 @@ from grader import auth, catalog, db, teams
 from grader.assignments import TeamSizes
 from grader.cli import app as cli
 from grader.config import Settings, get_settings
-from grader.deps import get_session
+from grader.deps import current_settings, get_session
 from grader.main import app
 from grader.models import Submission, Team
 
@@ -65,7 +65,7 @@ def who(session) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def client(settings, session):
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_settings] = lambda: settings
     app.dependency_overrides[get_session] = lambda: session
     with TestClient(app) as client:
         yield client

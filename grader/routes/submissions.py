@@ -107,10 +107,13 @@ def accept_upload(session, settings, user, slug, on_behalf, filename, data) -> S
     """The upload's work, all of it in one worker thread: FastAPI runs each sync dependency in a thread
     of its own, and in a deadline burst those hops cost the event loop more than the statements they
     run (bench/README.md section 12)."""
-    assignment = catalog.current(session=session, settings=settings).get(slug)
-    if assignment is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
-    return _accept(session, settings, user, assignment, on_behalf, filename, data)
+    try:
+        assignment = catalog.current(session=session, settings=settings).get(slug)
+        if assignment is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no assignment {slug!r}")
+        return _accept(session, settings, user, assignment, on_behalf, filename, data)
+    finally:
+        session.close()  # here, not in a thread hop of its own when the request's session closes
 
 
 def _accept(session, settings, user, assignment, on_behalf, filename, data) -> SubmissionOut:
