@@ -159,22 +159,23 @@ def beat(*, session: Session, name: str, queues: list[str], gpus: int = 0) -> No
     session.commit()
 
 
-# (database URL, queue) -> until when a live worker is known to serve it. Every upload's answer asks;
-# in a deadline burst that was one statement in eight (bench/README.md section 13).
-_served_until: dict[tuple[str, str], datetime] = {}
+# (database URL, queue) -> whether a live worker serves it, and until when that answer holds. Every
+# upload's answer asks; in a deadline burst that was one statement in eight (bench/README.md 13, 14).
+_served: dict[tuple[str, str], tuple[bool, datetime]] = {}
 SERVED_RECHECK = timedelta(seconds=1)
 
 
 def serving(*, session: Session, settings: Settings, queue: str) -> bool:
-    """Whether a live worker serves this queue. A yes is remembered for a second: a worker seen at T is
-    live until T + lease_s anyway, and a second more than the lease's minute changes nothing anyone
-    reads. A no is asked again every time, so a worker that starts is seen at once."""
+    """Whether a live worker serves this queue. The answer is remembered for a second: a worker seen at
+    T is live until T + lease_s anyway, and one that starts is seen within the second."""
     key, now = (settings.effective_database_url, queue), utcnow()
-    if _served_until.get(key, now) > now:
-        return True
+    known = _served.get(key)
+    if known is not None and known[1] > now:
+        return known[0]
     rows = session.execute(select(Worker.queues, Worker.seen_at).where(Worker.seen_at > live_since(settings)))
     seen = [at for queues, at in rows if queue in queues.split(",")]
     if not seen:
+        _served[key] = (False, now + SERVED_RECHECK)
         return False
-    _served_until[key] = min(max(seen) + timedelta(seconds=settings.lease_s), now + SERVED_RECHECK)
+    _served[key] = (True, min(max(seen) + timedelta(seconds=settings.lease_s), now + SERVED_RECHECK))
     return True

@@ -1,4 +1,7 @@
+import pytest
 from hypothesis import settings
+
+from grader import catalog, dispatch
 
 # Fixtures live in one module per real service they need.
 pytest_plugins = [
@@ -12,3 +15,12 @@ pytest_plugins = [
 # Property tests measure correctness, not speed: no per-example deadline on a loaded CI machine.
 settings.register_profile("grader", deadline=None)
 settings.load_profile("grader")
+
+
+@pytest.fixture(autouse=True)
+def nothing_remembered_between_tests():
+    """What a process remembers for a second (whether a worker runs, that the assignments are current)
+    does not carry from one test to the next: the tests share one database and their folders."""
+    yield
+    dispatch._served.clear()
+    catalog._fresh_until.clear()

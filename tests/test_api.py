@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from grader import auth, db, grading, main
+from grader import auth, db, dispatch, grading, main
 from grader.config import Settings
 from grader.db import utcnow
 from grader.deps import current_settings, get_session
@@ -448,7 +448,10 @@ def test_infrastructure_messages_are_not_shown_to_students(client, people, grade
     assert "test_secret_x" in body["error"]["message"]
 
 
-def test_a_gpu_submission_says_when_no_gpu_worker_runs(client, people, settings, db_session, redis_broker):
+def test_a_gpu_submission_says_when_no_gpu_worker_runs(
+    client, people, settings, db_session, redis_broker, monkeypatch
+):
+    monkeypatch.setattr(dispatch, "SERVED_RECHECK", timedelta(0))  # see the worker at once, not in 1 s
     settings.broker_url = redis_broker
     body = upload(client, headers(people, "s1"), assignment="add-gpu").json()
     assert body["status"] == "queued"

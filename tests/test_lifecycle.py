@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, select, update
 
-from grader import auth, dispatch, engine, grading, sandbox, storage, submissions, sweeper
+from grader import auth, catalog, dispatch, engine, grading, sandbox, storage, submissions, sweeper
 from grader.assignments import load_assignment
 from grader.config import Settings
 from grader.db import session_factory
-from grader.models import Grading, Submission, Worker
+from grader.models import AssignmentRecord, Grading, Submission, Worker
 from grader.results import GradeResult, TestResult
 from tests.fixtures.services import zip_of
 
@@ -295,3 +295,33 @@ def test_a_live_worker_means_the_same_to_the_api_and_the_pages(session, settings
     assert dispatch.serving(session=session, settings=settings, queue="gpu")
     assert not dispatch.serving(session=session, settings=settings, queue="cpu")
     assert submissions.queue_state(session, settings=settings).live_workers == 1
+
+
+def test_a_sync_in_another_process_is_seen_within_a_second(session, settings, course, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(catalog.time, "monotonic", lambda: clock[0])
+    catalog.sync(session=session, settings=settings)
+    assert catalog.current(session=session, settings=settings)["add-one"].title == "Add two numbers"
+    # Another process (`grader assignments sync`) records a newer sync of an edited folder.
+    toml = course / "add-one" / "assignment.toml"
+    toml.write_text(toml.read_text().replace("Add two numbers", "Add two numbers, v2"))
+    session.execute(update(AssignmentRecord).values(synced_at=datetime.now(UTC) + timedelta(seconds=5)))
+    session.commit()
+    assert catalog.current(session=session, settings=settings)["add-one"].title == "Add two numbers"
+    clock[0] += 1.01
+    assert catalog.current(session=session, settings=settings)["add-one"].title == "Add two numbers, v2"
+
+
+def test_whether_a_worker_runs_is_remembered_for_a_second(session, settings, monkeypatch):
+    now = datetime.now(UTC)
+    monkeypatch.setattr(dispatch, "utcnow", lambda: now)
+    assert not dispatch.serving(session=session, settings=settings, queue="cpu")
+    dispatch.beat(session=session, name="cpu-worker", queues=["cpu"])
+    assert not dispatch.serving(session=session, settings=settings, queue="cpu")  # remembered
+    now += timedelta(seconds=1.01)
+    assert dispatch.serving(session=session, settings=settings, queue="cpu")
+    session.execute(update(Worker).values(seen_at=now - timedelta(seconds=settings.lease_s + 1)))
+    session.commit()
+    assert dispatch.serving(session=session, settings=settings, queue="cpu")  # remembered
+    now += timedelta(seconds=1.01)
+    assert not dispatch.serving(session=session, settings=settings, queue="cpu")
