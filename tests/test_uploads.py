@@ -1,4 +1,5 @@
 import io
+import json
 import stat
 import zipfile
 from pathlib import Path
@@ -71,6 +72,45 @@ def test_broken_notebook_is_a_clear_bad_upload():
         notebook_to_module(b'{"cells": [}')
     with pytest.raises(BadUpload, match="not a valid Jupyter notebook"):
         notebook_to_module(b'{"just": "json"}')
+    with pytest.raises(BadUpload, match="not a valid Jupyter notebook"):  # version 4 with version 3's cells
+        notebook_to_module(b'{"nbformat": 4, "nbformat_minor": 5, "worksheets": []}')
+
+
+def test_an_old_notebook_is_converted_and_a_current_one_read_as_jupyter_saved_it():
+    v3 = {
+        "nbformat": 3,
+        "nbformat_minor": 0,
+        "metadata": {"name": "hw"},
+        "worksheets": [
+            {
+                "cells": [
+                    {"cell_type": "markdown", "source": ["# HW"]},
+                    {
+                        "cell_type": "code",
+                        "language": "python",
+                        "input": ["x = 1\n", "y = x + 1"],
+                        "outputs": [],
+                    },
+                ]
+            }
+        ],
+    }
+    source, cells = notebook_to_module(json.dumps(v3).encode())
+    assert "y = x + 1" in source.decode() and [cell.cell for cell in cells] == [2]
+    # Version 4 without what Jupyter adds (metadata, outputs, execution counts): still gradable.
+    bare = {"nbformat": 4, "nbformat_minor": 5, "cells": [{"cell_type": "code", "source": "z = 3"}]}
+    namespace: dict = {}
+    exec(notebook_to_module(json.dumps(bare).encode())[0], namespace)
+    assert namespace["z"] == 3
+
+
+@pytest.mark.parametrize(
+    "cell, says",
+    [("x = 1", "cell 1 is not a cell"), ({"cell_type": "code", "source": 7}, "cell 1's source is not text")],
+)
+def test_a_notebook_with_a_malformed_cell_is_a_clear_bad_upload(cell, says):
+    with pytest.raises(BadUpload, match=says):
+        notebook_to_module(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [cell]}).encode())
 
 
 def test_format_is_detected_from_name_and_content():
