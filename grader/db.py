@@ -116,8 +116,16 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
 
 
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
 def session_factory(settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(settings.effective_database_url), expire_on_commit=False)
+    """One per database URL and process, as the engine (building one per request cost more than opening
+    the session)."""
+    url = settings.effective_database_url
+    if url not in _factories:
+        _factories[url] = sessionmaker(get_engine(url), expire_on_commit=False)
+    return _factories[url]
 
 
 def sessions(settings: Settings) -> Iterator[Session]:
