@@ -9,7 +9,8 @@ PostgreSQL, a fresh database created and dropped here).
    bench/light_client.py), all started together, each sending again when answered (or, with --rate,
    each upload due at its own time): refusals, losses, upload latency percentiles, and the time until
    all are graded. First 40 uploads from 8 other students warm the API (--cold: none, as in
-   bench/README.md sections 3-12); with --api-alone they are graded before the burst's.
+   bench/README.md sections 3-12); with --api-alone they are graded before the burst's (with
+   --no-drain, nothing is graded: the upload path alone, for A/B runs).
 """
 
 import argparse
@@ -106,9 +107,12 @@ def burst(
     api_alone: bool = False,
     rate: float | None = None,
     cold: bool = False,
+    drain: bool = True,
 ) -> Report:
     total = clients * per_client
-    during = "no worker running until the uploads are in" if api_alone else "workers grading meanwhile"
+    during = "workers grading meanwhile"
+    if api_alone:
+        during = "no worker running until the uploads are in" if drain else "no worker running"
     arrivals = f"arriving at {rate:g}/s" if rate else "each sent when the last was answered"
     warmed = "API just started" if cold else f"API warmed by {WARM_UPLOADS} uploads"
     report = Report(
@@ -125,7 +129,7 @@ def burst(
     started, api_cpu = time.perf_counter(), service.api_cpu_s()
     uploads, clients_cpu = _upload_all(service.url, tokens, per_client, rate)
     took, api_cpu = time.perf_counter() - started, service.api_cpu_s() - api_cpu
-    if api_alone:
+    if api_alone and drain:
         service.start_workers()
     codes: dict[int, int] = {}
     for code, *_ in uploads:
@@ -148,6 +152,9 @@ def burst(
     report.figure("API CPU per upload", api_cpu / total * 1000, "ms", fmt="{:.1f}")
     report.figure("uploads/s per API process at 100% of a core", total / api_cpu, "/s", fmt="{:.0f}")
     report.figure("the clients' CPU per upload", clients_cpu / total * 1000, "ms", fmt="{:.1f}")
+    if not drain:
+        report.note("not graded (--no-drain): whether each accepted upload is graded is not checked")
+        return report
     result = _graded_report(report, service, uploads, timeout_s)
     report.check(
         "none lost (every 202 has a row, graded)",
@@ -194,7 +201,14 @@ def main(argv=None) -> list[Report]:
         action="store_true",
         help="diagnostic: start the workers only after the burst's uploads (API capacity alone)",
     )
+    parser.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="with --api-alone: stop after the burst, grading nothing (A/B runs of the upload path)",
+    )
     args = parser.parse_args(argv)
+    if args.no_drain and not args.api_alone:
+        parser.error("--no-drain goes with --api-alone (otherwise workers grade during the burst)")
     count = args.count or (64 if args.quick else 200)
     per_client = args.per_client or (3 if args.quick else 10)
     reports = []
@@ -219,6 +233,7 @@ def main(argv=None) -> list[Report]:
                         api_alone=args.api_alone,
                         rate=args.rate,
                         cold=args.cold,
+                        drain=not args.no_drain,
                         timeout_s=max(300, args.clients * per_client * 3),
                     )
                 )
