@@ -62,6 +62,10 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
     )
 
 
+# The checks on a page's signed-in user below are async: FastAPI runs a plain function dependency in a
+# worker thread of its own, one hop per check per request (grader/deps.py).
+
+
 def _web_session(request: Request, session: SessionDep) -> WebSession | None:
     return accounts.load_session(session, request.cookies.get(SESSION_COOKIE))
 
@@ -69,7 +73,7 @@ def _web_session(request: Request, session: SessionDep) -> WebSession | None:
 WebSessionDep = Annotated[WebSession | None, Depends(_web_session)]
 
 
-def _signed_in(request: Request, web: WebSessionDep) -> WebSession:
+async def _signed_in(request: Request, web: WebSessionDep) -> WebSession:
     if web is None:
         raise SignInRequired(request.url.path)
     return web
@@ -78,7 +82,7 @@ def _signed_in(request: Request, web: WebSessionDep) -> WebSession:
 SignedInDep = Annotated[WebSession, Depends(_signed_in)]
 
 
-def _student(web: SignedInDep) -> WebSession:
+async def _student(web: SignedInDep) -> WebSession:
     if web.user.role != "student":
         raise PageError(
             403, "Students only", "These pages are for students; instructors use the course pages."
@@ -86,13 +90,13 @@ def _student(web: SignedInDep) -> WebSession:
     return web
 
 
-def _instructor(web: SignedInDep) -> WebSession:
+async def _instructor(web: SignedInDep) -> WebSession:
     if web.user.role != "instructor":
         raise PageError(403, "Instructors only", "This page is for the course's instructors.")
     return web
 
 
-def _staff(web: SignedInDep) -> WebSession:
+async def _staff(web: SignedInDep) -> WebSession:
     if not web.user.is_staff:
         raise PageError(403, "Staff only", "This page is for the course's instructors and TAs.")
     return web
@@ -103,7 +107,7 @@ StudentPageDep = Annotated[WebSession, Depends(_student)]
 InstructorPageDep = Annotated[WebSession, Depends(_instructor)]
 
 
-def _checked_csrf(web: SignedInDep, csrf_token: Annotated[str, Form()] = "") -> WebSession:
+async def _checked_csrf(web: SignedInDep, csrf_token: Annotated[str, Form()] = "") -> WebSession:
     """The signed-in session, once the form's CSRF token matches the session's."""
     if not accounts.csrf_matches(web.csrf_token, csrf_token):
         raise PageError(
@@ -115,7 +119,7 @@ def _checked_csrf(web: SignedInDep, csrf_token: Annotated[str, Form()] = "") -> 
 CsrfCheckedDep = Annotated[WebSession, Depends(_checked_csrf)]
 
 
-def _instructor_form(web: CsrfCheckedDep) -> WebSession:
+async def _instructor_form(web: CsrfCheckedDep) -> WebSession:
     # CsrfCheckedDep proves a signed-in session; these POSTs must also come from an instructor.
     if web.user.role != "instructor":
         raise PageError(403, "Instructors only", "This action is for the course's instructors.")

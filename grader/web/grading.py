@@ -39,13 +39,13 @@ router = APIRouter(include_in_schema=False)
 BASE = "/staff/grading"
 
 
-def _staff_form(web: CsrfCheckedDep) -> WebSession:
+async def _staff_form(web: CsrfCheckedDep) -> WebSession:
     if not web.user.is_staff:
         raise PageError(403, "Staff only", "This action is for the course's instructors and TAs.")
     return web
 
 
-def _instructor_page(web: StaffPageDep) -> WebSession:
+async def _instructor_page(web: StaffPageDep) -> WebSession:
     if not web.user.is_instructor:
         raise PageError(403, "Instructors only", "Regrade previews are for the course's instructors.")
     return web
