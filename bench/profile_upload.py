@@ -63,7 +63,7 @@ def measure(url: str, uploads: int, profile: str | None) -> None:
     data = common.passes_zip()
 
     def upload(i: int) -> None:
-        for session in db.sessions(settings):  # as the request's SessionDep
+        with db.session_factory(settings)() as session:  # as the request's SessionDep
             user = authenticated(
                 session, HTTPAuthorizationCredentials(scheme="Bearer", credentials=tokens[i % STUDENTS])
             )

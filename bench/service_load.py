@@ -124,7 +124,9 @@ def burst(
         # imports done. Without this, each API process pays for those in the burst's first wave. The
         # burst's own students still use their tokens for the first time in it.
         warm = service.tokens("warm", 8)
-        _upload_all(service.url, warm, per_client=WARM_UPLOADS // len(warm))
+        warmed, _ = _upload_all(service.url, warm, per_client=WARM_UPLOADS // len(warm))
+        refused = [code for code, *_ in warmed if code != 202]
+        report.check("warm-up uploads accepted", not refused, f"{len(warmed) - len(refused)}/{len(warmed)}")
     tokens = service.tokens("burst", clients)
     started, api_cpu = time.perf_counter(), service.api_cpu_s()
     uploads, clients_cpu = _upload_all(service.url, tokens, per_client, rate)

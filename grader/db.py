@@ -1,7 +1,6 @@
 """The database: engine, sessions, the declarative Base, UTC timestamps, and migrations."""
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -126,12 +125,6 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     if url not in _factories:
         _factories[url] = sessionmaker(get_engine(url), expire_on_commit=False)
     return _factories[url]
-
-
-def sessions(settings: Settings) -> Iterator[Session]:
-    """A session per request; closed afterwards (the dependency behind SessionDep)."""
-    with session_factory(settings)() as session:
-        yield session
 
 
 def lock_for_write(session: Session, rows: Select) -> None:

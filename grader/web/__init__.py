@@ -37,7 +37,7 @@ def _web_session(request: Request) -> WebSession | None:
     if not token:
         return None
     try:
-        for session in db.sessions(get_settings()):
+        with db.session_factory(get_settings())() as session:
             web = accounts.load_session(session, token)
             if web is not None:
                 session.expunge(web.user)
@@ -45,7 +45,6 @@ def _web_session(request: Request) -> WebSession | None:
             return web
     except Exception:  # an error page never fails for want of its navigation bar
         return None
-    return None
 
 
 def _wants_page(request: Request) -> bool:
