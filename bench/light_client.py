@@ -69,46 +69,66 @@ class Connection:
 
 async def upload_all(
     url: str,
-    tokens: list[str],
+    students: list,
     per_client: int,
     *,
     slug: str,
     filename: str,
     data: bytes,
     rate: float | None = None,
+    form: bool = False,
 ) -> list[tuple[int, str | None, float, float]]:
-    """Each token's client uploads per_client times, all clients at once: back to back, or with `rate`
+    """Each student's client uploads per_client times, all clients at once: back to back, or with `rate`
     (uploads per second, all clients together) each upload due at its own time, round robin over the
-    clients. Returns (status code, id, sent at epoch, latency s) per upload; code 0 is a transport
-    error. With a rate, latency counts from when the upload was due, so an answer that came late and
-    held up that client's next upload counts against both."""
+    clients. A student is a bearer token for the API (`POST /api/submissions`, 202), or with `form` a
+    signed-in browser's (session cookie, CSRF token) for the upload form as its script sends it
+    (`POST /assignments/{slug}/submit`, asking for JSON: 201). Returns (status code, id, sent at epoch,
+    latency s) per upload; code 0 is a transport error. With a rate, latency counts from when the
+    upload was due, so an answer that came late and held up that client's next upload counts against
+    both."""
     parts = urlsplit(url)
-    body = multipart({"assignment": slug}, filename, data)
     content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    path, accepted = (f"/assignments/{slug}/submit", 201) if form else ("/api/submissions", 202)
+    api_body = multipart({"assignment": slug}, filename, data)
     results = []
     start = asyncio.Event()
 
-    async def one_client(index: int, token: str) -> None:
+    def request(student) -> tuple[dict[str, str], bytes]:
+        if not form:
+            return {"Authorization": f"Bearer {student}", "Content-Type": content_type}, api_body
+        cookie, csrf = student
+        headers = {
+            "Cookie": f"grader_session={cookie}",
+            "Accept": "application/json",
+            "Content-Type": content_type,
+        }
+        return headers, multipart({"csrf_token": csrf}, filename, data)
+
+    def submission_id(answer: bytes) -> str:
+        body = json.loads(answer)
+        return body["url"].rsplit("/", 1)[-1] if form else body["id"]
+
+    async def one_client(index: int, student) -> None:
         connection = Connection(parts.hostname, parts.port)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+        headers, body = request(student)
         await start.wait()
         began = time.perf_counter()
         for upload in range(per_client):
             if rate:
-                due = began + (upload * len(tokens) + index) / rate
+                due = began + (upload * len(students) + index) / rate
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             sent, t0 = time.time(), time.perf_counter()
             if rate:
                 sent, t0 = sent - (t0 - due), due
             try:
-                code, answer = await connection.post("/api/submissions", headers, body)
-                sid = json.loads(answer).get("id") if code == 202 else None
-            except (OSError, ValueError, asyncio.IncompleteReadError):
+                code, answer = await connection.post(path, headers, body)
+                sid = submission_id(answer) if code == accepted else None
+            except (OSError, ValueError, KeyError, asyncio.IncompleteReadError):
                 code, sid = 0, None
             results.append((code, sid, sent, time.perf_counter() - t0))
         connection.close()
 
-    tasks = [asyncio.create_task(one_client(i, token)) for i, token in enumerate(tokens)]
+    tasks = [asyncio.create_task(one_client(i, student)) for i, student in enumerate(students)]
     await asyncio.sleep(0.2)  # every task waiting on the event
     start.set()
     await asyncio.gather(*tasks)

@@ -78,6 +78,23 @@ def student_tokens(db_url: str, prefix: str, count: int) -> list[str]:
     return tokens
 
 
+def student_browsers(db_url: str, prefix: str, count: int) -> list[tuple[str, str]]:
+    """One signed-in browser per student prefix0000..prefix{count-1}: (session cookie, CSRF token), made
+    straight in the database."""
+    from sqlalchemy.orm import Session
+
+    from grader import accounts, auth, db
+
+    browsers = []
+    with Session(db.get_engine(db_url)) as session:
+        for i in range(count):
+            user = auth.get_or_create_user(session=session, login=f"{prefix}{i:04d}", role="student")
+            session.commit()
+            cookie = accounts.open_session(session, user)
+            browsers.append((cookie, accounts.load_session(session, cookie).csrf_token))
+    return browsers
+
+
 class Service:
     """API + workers on PostgreSQL and Redis, for the add-one course."""
 
@@ -180,6 +197,10 @@ class Service:
     def tokens(self, prefix: str, count: int) -> list[str]:
         """One bearer token per student prefix-0..count-1, made straight in the database."""
         return student_tokens(self.db_url, prefix, count)
+
+    def browsers(self, prefix: str, count: int) -> list[tuple[str, str]]:
+        """One signed-in browser (session cookie, CSRF token) per student prefix-0..count-1."""
+        return student_browsers(self.db_url, prefix, count)
 
     def finished(self, ids: list[str]) -> dict[str, tuple[str, float | None, float]]:
         """{id: (status, score, finished_at epoch)} for those of ids that are graded or errored."""

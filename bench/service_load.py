@@ -8,9 +8,10 @@ PostgreSQL, a fresh database created and dropped here).
 3: M uploads from C concurrent clients (one student and one keep-alive connection each,
    bench/light_client.py), all started together, each sending again when answered (or, with --rate,
    each upload due at its own time): refusals, losses, upload latency percentiles, and the time until
-   all are graded. First 40 uploads from 8 other students warm the API (--cold: none, as in
-   bench/README.md sections 3-12); with --api-alone they are graded before the burst's (with
-   --no-drain, nothing is graded: the upload path alone, for A/B runs).
+   all are graded (--via form: through the web upload form, signed-in browsers' cookies and CSRF
+   tokens, as its script sends it). First 40 uploads from 8 other students warm the API (--cold:
+   none, as in bench/README.md sections 3-12); with --api-alone they are graded before the burst's
+   (with --no-drain, nothing is graded: the upload path alone, for A/B runs).
 """
 
 import argparse
@@ -30,12 +31,21 @@ TARGET_P99_UPLOAD_S = 0.300
 WARM_UPLOADS = 40
 
 
-def _upload_all(url: str, tokens: list[str], per_client: int, rate: float | None = None) -> tuple:
+def _upload_all(
+    url: str, students: list, per_client: int, rate: float | None = None, form: bool = False
+) -> tuple:
     """The uploads (light_client.upload_all's tuples) and the clients' CPU seconds."""
     cpu = time.process_time()
     uploads = asyncio.run(
         light_client.upload_all(
-            url, tokens, per_client, slug="add-one", filename="hw.zip", data=common.passes_zip(), rate=rate
+            url,
+            students,
+            per_client,
+            slug="add-one",
+            filename="hw.zip",
+            data=common.passes_zip(),
+            rate=rate,
+            form=form,
         )
     )
     return uploads, time.process_time() - cpu
@@ -108,6 +118,7 @@ def burst(
     rate: float | None = None,
     cold: bool = False,
     drain: bool = True,
+    form: bool = False,
 ) -> Report:
     total = clients * per_client
     during = "workers grading meanwhile"
@@ -115,30 +126,32 @@ def burst(
         during = "no worker running until the uploads are in" if drain else "no worker running"
     arrivals = f"arriving at {rate:g}/s" if rate else "each sent when the last was answered"
     warmed = "API just started" if cold else f"API warmed by {WARM_UPLOADS} uploads"
+    via = "the upload form" if form else "the API"
+    accepted = 201 if form else 202
     report = Report(
-        f"3. deadline burst: {total} uploads from {clients} concurrent clients, {arrivals} "
+        f"3. deadline burst: {total} uploads through {via} from {clients} concurrent clients, {arrivals} "
         f"(--concurrency {service.concurrency}, {service.api_workers} API process(es); {during}; {warmed})"
     )
     if not cold:
         # A deadline finds the API up for days: its connections open, its statements compiled, its
         # imports done. Without this, each API process pays for those in the burst's first wave. The
         # burst's own students still use their tokens for the first time in it.
-        warm = service.tokens("warm", 8)
-        warmed, _ = _upload_all(service.url, warm, per_client=WARM_UPLOADS // len(warm))
-        refused = [code for code, *_ in warmed if code != 202]
+        warm = service.browsers("warm", 8) if form else service.tokens("warm", 8)
+        warmed, _ = _upload_all(service.url, warm, per_client=WARM_UPLOADS // len(warm), form=form)
+        refused = [code for code, *_ in warmed if code != accepted]
         report.check("warm-up uploads accepted", not refused, f"{len(warmed) - len(refused)}/{len(warmed)}")
-    tokens = service.tokens("burst", clients)
+    students = service.browsers("burst", clients) if form else service.tokens("burst", clients)
     started, api_cpu = time.perf_counter(), service.api_cpu_s()
-    uploads, clients_cpu = _upload_all(service.url, tokens, per_client, rate)
+    uploads, clients_cpu = _upload_all(service.url, students, per_client, rate, form=form)
     took, api_cpu = time.perf_counter() - started, service.api_cpu_s() - api_cpu
     if api_alone and drain:
         service.start_workers()
     codes: dict[int, int] = {}
     for code, *_ in uploads:
         codes[code] = codes.get(code, 0) + 1
-    refused = total - codes.get(202, 0)
+    refused = total - codes.get(accepted, 0)
     report.figure("all uploads answered within", took, "s", fmt="{:.2f}")
-    report.check("none refused (all 202)", refused == 0, f"{codes}")
+    report.check(f"none refused (all {accepted})", refused == 0, f"{codes}")
     latency = [lat for *_, lat in uploads]
     report.figure("upload latency median", median(latency), "s")
     report.figure("upload latency p95", percentile(latency, 95), "s")
@@ -159,9 +172,9 @@ def burst(
         return report
     result = _graded_report(report, service, uploads, timeout_s)
     report.check(
-        "none lost (every 202 has a row, graded)",
-        result["count"] == codes.get(202, 0),
-        f"{result['count']}/{codes.get(202, 0)}",
+        f"none lost (every {accepted} has a row, graded)",
+        result["count"] == codes.get(accepted, 0),
+        f"{result['count']}/{codes.get(accepted, 0)}",
     )
     report.figure("first upload -> last score", result["span"], "s", fmt="{:.1f}")
     report.figure(
@@ -204,6 +217,12 @@ def main(argv=None) -> list[Report]:
         help="diagnostic: start the workers only after the burst's uploads (API capacity alone)",
     )
     parser.add_argument(
+        "--via",
+        choices=["api", "form"],
+        default="api",
+        help="burst: upload through the API (bearer tokens) or the web form as its script sends it",
+    )
+    parser.add_argument(
         "--no-drain",
         action="store_true",
         help="with --api-alone: stop after the burst, grading nothing (A/B runs of the upload path)",
@@ -236,6 +255,7 @@ def main(argv=None) -> list[Report]:
                         rate=args.rate,
                         cold=args.cold,
                         drain=not args.no_drain,
+                        form=args.via == "form",
                         timeout_s=max(300, args.clients * per_client * 3),
                     )
                 )
