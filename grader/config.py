@@ -34,9 +34,9 @@ class Settings(BaseSettings):
     # large upload being unpacked does not hold up every other.
     upload_concurrency: int = Field(default=2, ge=1, le=64)
     # How many API processes share the port; `grader api --workers N` sets it for its processes. With
-    # more than one, an upload's answer closes its connection: the student's next upload connects
-    # afresh and goes to whichever process accepts first. Kept alive, a deadline burst's connections
-    # stay where they first landed, often most of them on one process (bench/README.md section 13).
+    # more than one, a process with more uploads in hand than another closes an answered upload's
+    # connection: the student's next upload connects afresh and goes to whichever process accepts
+    # first (grader.routes.spread; bench/README.md sections 13-14).
     api_processes: int = Field(default=1, ge=1, le=256)
 
     # The grading service. A worker holds a lease on the submission it grades and renews it every

@@ -20,7 +20,7 @@ from grader.deps import current_settings, get_session
 from grader.main import app
 from grader.models import Extension, Submission, User, Worker
 from grader.results import GradeError, GradeResult, TestResult
-from grader.routes import forms
+from grader.routes import forms, spread
 from grader.worker import publisher
 from tests.fixtures.services import PASSES, zip_of
 
@@ -139,14 +139,18 @@ def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, red
     assert hops == ["authenticated", "accept_upload"]
 
 
-@pytest.mark.parametrize("processes, closed", [(1, False), (2, True)])
-def test_an_accepted_upload_ends_its_connection_when_several_api_processes_serve(
-    client, people, settings, processes, closed
+@pytest.mark.parametrize(
+    "processes, other_in_hand, closed", [(1, None, False), (2, None, True), (2, 5, False)]
+)
+def test_an_accepted_upload_ends_its_connection_when_another_api_process_has_fewer_uploads(
+    client, people, settings, processes, other_in_hand, closed
 ):
-    # Kept alive, a burst's connections stay on the process they first reached (config.api_processes).
-    app.dependency_overrides[current_settings] = lambda: settings.model_copy(
-        update={"api_processes": processes}
-    )
+    # Kept alive, a burst's connections stay on the process they first reached (grader.routes.spread):
+    # with another process taking fewer uploads, or none, this one sends the student to reconnect.
+    settings = settings.model_copy(update={"api_processes": processes})
+    if other_in_hand is not None:  # another process, busier than this one
+        spread.post(spread.board(settings), "another-host-7", other_in_hand, time.time())
+    app.dependency_overrides[current_settings] = lambda: settings
     response = upload(client, headers(people, "s1"))
     assert response.status_code == 202
     assert (response.headers.get("connection") == "close") is closed

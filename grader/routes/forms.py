@@ -1,5 +1,4 @@
-"""Read a multipart upload without ever holding more than the size limit, then accept it in turn (and
-with several API processes, end the connection after).
+"""Read a multipart upload without ever holding more than the size limit, then accept it in turn.
 
 Starlette's own form parsing reads the whole body before the route runs; here the body is counted as
 it arrives and the request is refused as soon as it passes the limit. File parts spool to a temporary
@@ -13,11 +12,11 @@ from typing import TypeVar
 from weakref import WeakKeyDictionary
 
 import anyio
-from starlette.datastructures import FormData, MutableHeaders
+from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from grader.config import Settings, get_settings
+from grader.config import get_settings
 
 T = TypeVar("T")
 
@@ -62,16 +61,18 @@ async def receive_form(request: Request, *, max_file_bytes: int) -> FormData:
     return form
 
 
-def spread_next_upload(headers: MutableHeaders, settings: Settings) -> None:
-    """With several API processes, end an accepted upload's connection: the student's next upload
-    connects afresh and goes to whichever process accepts it first (config.py, api_processes)."""
-    if settings.api_processes > 1:
-        headers["Connection"] = "close"
-
-
 # One per event loop: a server has one, but each of the tests' clients runs its own, and a limiter's
 # waiters can only be woken from their own loop.
 _limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = WeakKeyDictionary()
+
+
+def in_hand() -> int:
+    """The uploads of this process's event loop in turn or waiting for it (grader.routes.spread)."""
+    limiter = _limiters.get(asyncio.get_running_loop())
+    if limiter is None:
+        return 0
+    statistics = limiter.statistics()
+    return statistics.borrowed_tokens + statistics.tasks_waiting
 
 
 async def in_turn(accept: Callable[..., T], *args) -> T:

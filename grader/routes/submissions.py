@@ -8,7 +8,8 @@ from starlette.datastructures import UploadFile
 from grader import accounts, catalog, extensions, submissions, views
 from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, current_user
 from grader.models import User
-from grader.routes.forms import BadForm, TooLarge, in_turn, receive_form, spread_next_upload
+from grader.routes.forms import BadForm, TooLarge, in_hand, in_turn, receive_form
+from grader.routes.spread import spread_next_upload
 from grader.schemas import SubmissionOut
 from grader.submissions import Refused
 
@@ -93,7 +94,7 @@ async def submit(
     finally:
         await form.close()
     answer = await in_turn(accept_upload, session, settings, user, slug, on_behalf, filename, data)
-    spread_next_upload(response.headers, settings)
+    spread_next_upload(response.headers, settings, in_hand())
     return answer
 
 

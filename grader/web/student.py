@@ -29,7 +29,7 @@ from grader.db import utcnow
 from grader.deps import SessionDep
 from grader.models import Grading, Submission, User
 from grader.results import GradeResult
-from grader.routes import forms
+from grader.routes import forms, spread
 from grader.smoke import packaged
 from grader.storage import upload_path
 from grader.web import grading_student
@@ -398,7 +398,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     answer = await forms.in_turn(
         _accept_form, request, session, web, settings, assignment, filename, data, wants_json
     )
-    forms.spread_next_upload(answer.headers, settings)
+    spread.spread_next_upload(answer.headers, settings, forms.in_hand())
     return answer
 
 
