@@ -109,16 +109,9 @@ def test_an_upload_is_accepted_off_the_event_loop(client, people, accept_threads
     assert accept_threads == ["worker thread"]
 
 
-def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, redis_broker, monkeypatch):
+def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, redis_broker, thread_hops):
     # The token check and the accept step; FastAPI's own hops for the settings and the session (one
     # each way) were a quarter of the event loop's time in a deadline burst (bench/README.md 12, 14).
-    hops = []
-    run_sync = anyio.to_thread.run_sync
-
-    async def counted(func, *args, **kwargs):
-        hops.append(getattr(func, "func", func).__name__)
-        return await run_sync(func, *args, **kwargs)
-
     async def these_settings() -> Settings:
         # With a broker the answer asks whether a worker runs, in the accept step's transaction.
         return settings.model_copy(update={"broker_url": redis_broker})
@@ -128,15 +121,14 @@ def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, red
             session=session, user=auth.get_or_create_user(session=session, login="s1", role="student")
         )
         session.commit()
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     app.dependency_overrides[current_settings] = these_settings
     try:
         with TestClient(app) as real_sessions:
-            hops.clear()
+            thread_hops.clear()
             assert upload(real_sessions, {"Authorization": f"Bearer {token}"}).status_code == 202
     finally:
         app.dependency_overrides.clear()
-    assert hops == ["authenticated", "accept_upload"]
+    assert thread_hops == ["authenticated", "accept_upload"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-import anyio
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -986,18 +985,13 @@ def test_the_effective_late_policy_and_late_days_are_shown(site, db, tmp_path):
     assert "2 of 2 late days left" in student.get("/assignments/hw1-mlp").text
 
 
-def test_a_page_checks_who_is_signed_in_without_a_thread_hop_per_check(site, db, monkeypatch):
+def test_a_page_checks_who_is_signed_in_without_a_thread_hop_per_check(site, db, thread_hops):
     # FastAPI runs a plain function dependency in a worker thread; the role checks are async.
-    hops = []
-    run_sync = anyio.to_thread.run_sync
-
-    async def counted(func, *args, **kwargs):
-        hops.append(getattr(func, "func", func).__name__)
-        return await run_sync(func, *args, **kwargs)
-
     student = signed_in(site, "s1", add_user(db, "s1"))
     prof = signed_in(site, "prof", add_user(db, "prof", role="instructor"))
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    thread_hops.clear()
     assert student.get("/assignments").status_code == 200
     assert prof.get("/instructor").status_code == 200
-    assert hops and not {"_signed_in", "_student", "_instructor", "_staff"} & set(hops), hops
+    assert thread_hops and not {"_signed_in", "_student", "_instructor", "_staff"} & set(thread_hops), (
+        thread_hops
+    )
