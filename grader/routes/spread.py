@@ -39,8 +39,12 @@ def this_process() -> str:
 
 
 def post(folder: Path, name: str, in_hand: int, now: float) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_bytes(_POST.pack(now, in_hand))
+    path, data = folder / name, _POST.pack(now, in_hand)
+    try:
+        path.write_bytes(data)
+    except FileNotFoundError:  # the first post: the folder is made once, not with every answer
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def others_in_hand(folder: Path, name: str, now: float) -> list[int]:
