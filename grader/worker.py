@@ -4,6 +4,7 @@ from functools import lru_cache
 
 from celery import Celery
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 from grader.config import get_settings
 
@@ -48,7 +49,30 @@ def make_celery(broker_url: str) -> Celery:
 @lru_cache
 def publisher(broker_url: str) -> Celery:
     """A Celery app used only to send tasks, per broker URL (the API's settings may differ from env)."""
-    return make_celery(broker_url)
+    celery = make_celery(broker_url)
+    if broker_url.startswith("redis://"):
+        celery.conf.broker_transport = f"{__name__}:PublishingTransport"
+    return celery
+
+
+class PublishingChannel(kombu_redis.Channel):
+    """kombu's Redis channel with one redis-py client for its commands, where kombu builds one per
+    command: a client's construction was a third of an upload's publish (bench/README.md section 15).
+    A client is safe to share: each command takes a connection from the channel's pool."""
+
+    _shared_client = None
+
+    def _create_client(self, asynchronous=False):
+        if asynchronous:  # the consumer's, which kombu builds once per channel anyway
+            return super()._create_client(asynchronous=True)
+        client = self._shared_client
+        if client is None or client.connection_pool is not self.pool:  # a closed channel's pool is new
+            client = self._shared_client = super()._create_client()
+        return client
+
+
+class PublishingTransport(kombu_redis.Transport):
+    Channel = PublishingChannel
 
 
 # `celery -A grader.worker` and `grader worker` use this one; the env's GRADER_BROKER_URL picks the broker.

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,7 +22,7 @@ from grader.main import app
 from grader.models import Extension, Submission, User, Worker
 from grader.results import GradeError, GradeResult, TestResult
 from grader.routes import forms, spread
-from grader.worker import publisher
+from grader.worker import GRADE_TASK, publisher
 from tests.fixtures.services import PASSES, zip_of
 
 
@@ -156,6 +157,18 @@ def test_the_broker_is_prepared_before_the_first_upload(monkeypatch):
     assert publisher(url).amqp._producer_pool is None
     with TestClient(app):
         assert publisher(url).amqp._producer_pool is not None
+
+
+def test_the_publisher_sends_its_messages_through_one_redis_client(redis_broker, monkeypatch):
+    # kombu builds a redis-py client per message; that was a third of an upload's publish (15).
+    send = publisher(redis_broker).send_task
+    send(GRADE_TASK, args=["sub-0"], queue="cpu")  # the first builds what the publisher keeps
+    built, build = [], redis.Redis.__init__
+    monkeypatch.setattr(redis.Redis, "__init__", lambda *args, **kwargs: built.append(build(*args, **kwargs)))
+    for index in range(1, 4):
+        send(GRADE_TASK, args=[f"sub-{index}"], queue="cpu")
+    monkeypatch.undo()
+    assert redis.Redis.from_url(redis_broker).llen("cpu") == 4 and built == []
 
 
 def test_uploads_are_accepted_a_few_at_a_time_first_come_first_served(monkeypatch):
