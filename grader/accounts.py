@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from grader import csv_export
-from grader.models import ApiToken, User, WebSession
+from grader import auth, csv_export
+from grader.models import User, WebSession
 
 # scrypt cost: 2**14 * 8 * 128 = 16 MiB and ~50 ms a check; enough for random secrets of 80 bits.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -340,7 +340,7 @@ def reset_secret(session: Session, *, login: str) -> str:
     user.failed_signins, user.signin_locked_until = 0, None
     # Whoever holds the old secret may be signed in with it, or have made a token: the reset ends both.
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-    session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
+    auth.revoke_tokens(session=session, user_id=user.id)
     session.flush()
     return secret
 

@@ -2,12 +2,14 @@
 
 import hashlib
 import secrets
+import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from grader.accounts import normalize_login
+from grader import accounts
 from grader.config import get_settings
 from grader.db import utcnow
 from grader.models import ApiToken, User
@@ -16,6 +18,14 @@ TOKEN_PREFIX = "grd_"
 # last_used_at is a hint for people, not an audit log: write it at most this often per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+# (database engine, token digest) -> the token's user, as a detached copy, and until when (monotonic) the
+# token counts as checked. Every API request checks its token: in a deadline burst that was a thread
+# hop, a transaction and a statement per upload (bench/README.md section 15). A token revoked in this
+# process stops working at once; one revoked by another process (the CLI, another API process) within
+# TOKEN_RECHECK_S. Nothing else of a user that a request reads changes while its tokens live.
+_checked: dict[tuple[Engine, str], tuple[User, float]] = {}
+TOKEN_RECHECK_S = 1.0
+
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -23,7 +33,7 @@ def token_digest(token: str) -> str:
 
 def get_or_create_user(*, session: Session, login: str, role: str, name: str = "") -> User:
     """The user with this login, created when absent; an existing user's role is not changed."""
-    login = normalize_login(login)
+    login = accounts.normalize_login(login)
     if not login or any(ch.isspace() for ch in login):
         raise ValueError(f"{login!r} is not a usable login")
     user = session.scalar(select(User).where(User.login == login))
@@ -53,18 +63,39 @@ def revoke_token(*, session: Session, token: str) -> bool:
         update(ApiToken).where(ApiToken.token_sha256 == token_digest(token)).values(revoked=True)
     ).rowcount
     session.commit()
+    forget_checked()
     return bool(revoked)
 
 
 def revoke_tokens(*, session: Session, user_id: int) -> int:
     """Revoke every live token of the user; how many. The caller commits."""
-    return session.execute(
+    revoked = session.execute(
         update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False)).values(revoked=True)
     ).rowcount
+    forget_checked()
+    return revoked
+
+
+def forget_checked() -> None:
+    """Check every token against the database again: after a revocation in this process. (Before its
+    commit too: a token checked in between is remembered for at most TOKEN_RECHECK_S.)"""
+    _checked.clear()
+
+
+def checked_user(*, session: Session, token: str) -> User | None:
+    """The user of a token checked within TOKEN_RECHECK_S, put in `session` without a statement; None
+    when the token must be looked up (user_for_token)."""
+    known = _checked.get((session.get_bind(), token_digest(token)))
+    if known is None or known[1] <= time.monotonic():
+        return None
+    return session.merge(known[0], load=False)
 
 
 def user_for_token(*, session: Session, token: str) -> User | None:
     """The user an unrevoked, unexpired token belongs to, else None."""
+    user = checked_user(session=session, token=token)
+    if user is not None:
+        return user
     now = utcnow()
     row = session.execute(
         select(ApiToken, User)
@@ -81,4 +112,12 @@ def user_for_token(*, session: Session, token: str) -> User | None:
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
         api_token.last_used_at = now
         session.commit()
+    _remember(session, token, user, for_s=min(TOKEN_RECHECK_S, (api_token.expires_at - now).total_seconds()))
     return user
+
+
+def _remember(session: Session, token: str, user: User, *, for_s: float) -> None:
+    # A copy of its columns: the request may change its own user, and many requests share the entry.
+    copy = User(**{column.key: getattr(user, column.key) for column in inspect(User).column_attrs})
+    make_transient_to_detached(copy)
+    _checked[(session.get_bind(), token_digest(token))] = (copy, time.monotonic() + for_s)

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import settings
 
-from grader import catalog, dispatch
+from grader import auth, catalog, dispatch
 
 # Fixtures live in one module per real service they need.
 pytest_plugins = [
@@ -19,8 +19,10 @@ settings.load_profile("grader")
 
 @pytest.fixture(autouse=True)
 def nothing_remembered_between_tests():
-    """What a process remembers for a second (whether a worker runs, that the assignments are current)
-    does not carry from one test to the next: the tests share one database and their folders."""
+    """What a process remembers for a second (whether a worker runs, that the assignments are current,
+    that a token is valid) does not carry from one test to the next: the tests share one database and
+    their folders."""
     yield
     dispatch._served.clear()
     catalog._fresh_until.clear()
+    auth.forget_checked()

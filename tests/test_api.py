@@ -11,7 +11,7 @@ import anyio
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from grader import auth, db, dispatch, grading, main
@@ -113,6 +113,7 @@ def test_an_upload_is_accepted_off_the_event_loop(client, people, accept_threads
 def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, redis_broker, thread_hops):
     # The token check and the accept step; FastAPI's own hops for the settings and the session (one
     # each way) were a quarter of the event loop's time in a deadline burst (bench/README.md 12, 14).
+    # The same token again within the second: the accept step only (15).
     async def these_settings() -> Settings:
         # With a broker the answer asks whether a worker runs, in the accept step's transaction.
         return settings.model_copy(update={"broker_url": redis_broker})
@@ -127,9 +128,12 @@ def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, red
         with TestClient(app) as real_sessions:
             thread_hops.clear()
             assert upload(real_sessions, {"Authorization": f"Bearer {token}"}).status_code == 202
+            first, _ = list(thread_hops), thread_hops.clear()
+            assert upload(real_sessions, {"Authorization": f"Bearer {token}"}).status_code == 202
     finally:
         app.dependency_overrides.clear()
-    assert thread_hops == ["authenticated", "accept_upload"]
+    assert first == ["authenticated", "accept_upload"]
+    assert thread_hops == ["accept_upload"]
 
 
 @pytest.mark.parametrize(
@@ -202,6 +206,58 @@ def test_a_revoked_token_is_401(client, people, db_session):
     for token in db_session.scalars(select(auth.ApiToken).where(auth.ApiToken.user_id == user.id)):
         token.revoked = True
     db_session.commit()
+    assert client.get("/api/assignments", headers=who).status_code == 401
+
+
+def test_a_token_revoked_here_stops_at_once_and_elsewhere_within_a_second(
+    client, people, db_session, monkeypatch
+):
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    (_, s1), (user2, s2) = people["s1"], people["s2"]
+    assert client.get("/api/assignments", headers=s1).status_code == 200
+    assert client.get("/api/assignments", headers=s2).status_code == 200
+    # In this process (DELETE /api/token, `grader token revoke`, a reset secret): at once.
+    assert client.delete("/api/token", headers=s1).status_code == 204
+    assert client.get("/api/assignments", headers=s1).status_code == 401
+    # By another process: this one took the token's check from memory for at most a second.
+    assert client.get("/api/assignments", headers=s2).status_code == 200  # checked again, remembered
+    db_session.execute(update(auth.ApiToken).where(auth.ApiToken.user_id == user2.id).values(revoked=True))
+    db_session.commit()
+    assert client.get("/api/assignments", headers=s2).status_code == 200
+    clock[0] += 1.01
+    assert client.get("/api/assignments", headers=s2).status_code == 401
+
+
+def test_a_remembered_token_costs_no_statement_and_never_outlives_its_expiry(
+    client, people, db_session, monkeypatch
+):
+    clock, now = [1000.0], [datetime.now(UTC)]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(auth, "utcnow", lambda: now[0])
+
+    def later(seconds: float) -> None:
+        clock[0] += seconds
+        now[0] += timedelta(seconds=seconds)
+
+    user, who = people["s1"]
+    statements = []
+    event.listen(db_session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert client.get("/api/assignments", headers=who).status_code == 200
+    first, _ = list(statements), statements.clear()
+    assert client.get("/api/assignments", headers=who).status_code == 200
+    assert any("api_tokens" in statement for statement in first)
+    assert not any("api_tokens" in statement for statement in statements)
+    # Checked again with half a second left to live: remembered for that half second, not for one.
+    db_session.execute(
+        update(auth.ApiToken)
+        .where(auth.ApiToken.user_id == user.id)
+        .values(expires_at=now[0] + timedelta(seconds=1.5))
+    )
+    db_session.commit()
+    later(1.01)
+    assert client.get("/api/assignments", headers=who).status_code == 200
+    later(0.6)
     assert client.get("/api/assignments", headers=who).status_code == 401
 
 
