@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import anyio
 import pytest
@@ -199,6 +200,54 @@ def test_uploads_are_accepted_a_few_at_a_time_first_come_first_served(monkeypatc
     assert most[0] == 2 and sorted(started) == list(range(8))
     # Two start at once, so neighbours may swap; a waiter never overtakes one that came earlier by two.
     assert all(abs(position - i) <= 1 for position, i in enumerate(started)), started
+
+
+def test_an_earlier_upload_s_next_step_goes_before_a_later_upload_s_first(monkeypatch):
+    # Each waited for its token check in turn; the earlier one must not queue again behind the later.
+    monkeypatch.setattr(forms, "get_settings", lambda: Settings(upload_concurrency=1))
+    started, release = [], threading.Event()
+
+    def step(name: str) -> None:
+        started.append(name)
+        if name == "busy":
+            release.wait(5)
+
+    async def burst() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(forms.in_turn, step, "busy", arrived=0.0))
+            await anyio.sleep(0.05)
+            group.start_soon(partial(forms.in_turn, step, "later's first", arrived=2.0))
+            await anyio.sleep(0.01)
+            group.start_soon(partial(forms.in_turn, step, "earlier's second", arrived=1.0))
+            await anyio.sleep(0.01)
+            release.set()
+
+    anyio.run(burst)
+    assert started == ["busy", "earlier's second", "later's first"]
+
+
+def test_a_step_given_up_while_waiting_its_turn_leaves_its_place_to_the_next(monkeypatch):
+    monkeypatch.setattr(forms, "get_settings", lambda: Settings(upload_concurrency=1))
+    started, release = [], threading.Event()
+
+    def step(name: str) -> None:
+        started.append(name)
+        if name == "busy":
+            release.wait(5)
+
+    async def burst() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(forms.in_turn, step, "busy")
+            await anyio.sleep(0.05)
+            with anyio.move_on_after(0.05):  # the client went away while waiting
+                await forms.in_turn(step, "gone")
+            group.start_soon(forms.in_turn, step, "next")
+            await anyio.sleep(0.01)
+            release.set()
+        assert forms.in_hand() == 0
+
+    anyio.run(burst)
+    assert started == ["busy", "next"]
 
 
 def test_a_revoked_token_is_401(client, people, db_session):

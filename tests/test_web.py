@@ -385,9 +385,9 @@ def test_a_form_upload_holds_no_database_connection_while_it_waits_its_turn(site
     # connection would empty the pool for those whose turn it is.
     held, in_turn = [], forms.in_turn
 
-    async def watched(step, *args):
+    async def watched(step, *args, **kwargs):
         held.extend(arg.in_transaction() for arg in args if isinstance(arg, Session))
-        return await in_turn(step, *args)
+        return await in_turn(step, *args, **kwargs)
 
     monkeypatch.setattr(forms, "in_turn", watched)
     client = signed_in(site, "s1", add_user(db, "s1"))

@@ -6,6 +6,9 @@ file past 1 MiB (Starlette's MultiPartParser).
 """
 
 import asyncio
+import heapq
+import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import TypeVar
@@ -61,30 +64,66 @@ async def receive_form(request: Request, *, max_file_bytes: int) -> FormData:
     return form
 
 
-# One per event loop: a server has one, but each of the tests' clients runs its own, and a limiter's
-# waiters can only be woken from their own loop.
-_limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = WeakKeyDictionary()
+class _Turns:
+    """At most `size` steps running at once; the others wait in the order their requests arrived, so a
+    request's second step goes before a later request's first."""
+
+    def __init__(self, size: int):
+        self.size, self.running, self.waiting = size, 0, []  # waiting: a heap of (arrived, seq, future)
+        self.seq = itertools.count()
+        # The steps' own threads: never fewer than `size`, whatever FastAPI's shared pool is doing.
+        self.threads = anyio.CapacityLimiter(size)
+
+    async def take(self, arrived: float, step: Callable[[], T]) -> T:
+        if self.running < self.size and not self.waiting:
+            self.running += 1
+        else:
+            turn = asyncio.get_running_loop().create_future()
+            heapq.heappush(self.waiting, (arrived, next(self.seq), turn))
+            try:
+                await turn  # handed the place of a step that ended (self.running unchanged)
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # handed over, then cancelled: pass it on
+                    self._next()
+                raise
+        try:
+            return await anyio.to_thread.run_sync(step, limiter=self.threads)
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        while self.waiting:
+            turn = heapq.heappop(self.waiting)[2]
+            if not turn.cancelled():
+                turn.set_result(None)
+                return
+        self.running -= 1
+
+
+# One per event loop: a server has one, but each of the tests' clients runs its own, and a waiter can
+# only be woken from its own loop.
+_turns: WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = WeakKeyDictionary()
 
 
 def in_hand() -> int:
     """The uploads of this process's event loop in turn or waiting for it (grader.routes.spread)."""
-    limiter = _limiters.get(asyncio.get_running_loop())
-    if limiter is None:
-        return 0
-    statistics = limiter.statistics()
-    return statistics.borrowed_tokens + statistics.tasks_waiting
+    turns = _turns.get(asyncio.get_running_loop())
+    return 0 if turns is None else turns.running + len(turns.waiting)
 
 
-async def in_turn(accept: Callable[..., T], *args) -> T:
+async def in_turn(accept: Callable[..., T], *args, arrived: float | None = None) -> T:
     """Run a step of an upload's blocking work (the token check or the form's assignment lookup; the
     checks, store, commit and publish; a refusal page) in a worker thread, at most
-    GRADER_UPLOAD_CONCURRENCY at once in this process, the others waiting first come, first served.
+    GRADER_UPLOAD_CONCURRENCY at once in this process, the others waiting in the order their requests
+    arrived (`arrived`: the request's time.monotonic() when it came, the same for each of its steps;
+    now by default). A request that waited its turn once would otherwise wait again behind everyone
+    who came meanwhile (bench/README.md section 15).
 
     The caller must hold no database connection while it waits here (its own session opened inside
     `accept`, or one whose transaction has ended): waiting requests that held connections could leave
     none in the pool for those whose turn it is."""
     loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(get_settings().upload_concurrency)
-    return await anyio.to_thread.run_sync(partial(accept, *args), limiter=limiter)
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = _Turns(get_settings().upload_concurrency)
+    return await turns.take(time.monotonic() if arrived is None else arrived, partial(accept, *args))

@@ -1,5 +1,6 @@
 """POST and GET submissions."""
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -75,9 +76,10 @@ async def submit(
     # Before the body is read: nobody without a valid token makes us take in an upload. A token checked
     # within the second needs no statement; the others' checks wait their turn: outside it, 50 clients'
     # token checks crowded the turn's threads off the GIL (bench/README.md, 12).
+    arrived = time.monotonic()  # each step in turn is taken in the order the uploads came
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
     if user is None:
-        user = await in_turn(authenticated, session, credentials)
+        user = await in_turn(authenticated, session, credentials, arrived=arrived)
     try:
         form = await receive_form(request, max_file_bytes=settings.max_upload_bytes)
     except TooLarge as exc:
@@ -96,7 +98,9 @@ async def submit(
         data, filename = await upload.read(), upload.filename or "upload"
     finally:
         await form.close()
-    answer = await in_turn(accept_upload, session, settings, user, slug, on_behalf, filename, data)
+    answer = await in_turn(
+        accept_upload, session, settings, user, slug, on_behalf, filename, data, arrived=arrived
+    )
     spread_next_upload(response.headers, settings, in_hand())
     return answer
 

@@ -3,6 +3,7 @@
 A student only ever reaches their own rows: every read here is of their user id.
 """
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -385,18 +386,20 @@ def assignment_detail(request: Request, session: SessionDep, web: StudentPageDep
 async def submit(request: Request, session: SessionDep, web: StudentPageDep, slug: str) -> Response:
     """Accept an upload from the form (or from its script, which asks for JSON). Async only to read the
     form as it streams: the database work runs in worker threads, never on the event loop."""
-    settings = get_settings()
+    settings, arrived = get_settings(), time.monotonic()  # its steps in turn go in the order uploads came
     wants_json = "application/json" in request.headers.get("accept", "")
     # The sign-in check read through this session: end that first, so that no upload waits for its
     # turn holding a connection the ones in turn need (forms.in_turn).
     await run_in_threadpool(session.commit)
-    assignment = await forms.in_turn(_open_assignment, session, settings, slug)
+    assignment = await forms.in_turn(_open_assignment, session, settings, slug, arrived=arrived)
     try:
         filename, data = await _read_upload(request, web, settings)
     except _Unread as exc:
-        return await forms.in_turn(_refuse, request, session, web, slug, wants_json, *exc.args)
+        return await forms.in_turn(
+            _refuse, request, session, web, slug, wants_json, *exc.args, arrived=arrived
+        )
     answer = await forms.in_turn(
-        _accept_form, request, session, web, settings, assignment, filename, data, wants_json
+        _accept_form, request, session, web, settings, assignment, filename, data, wants_json, arrived=arrived
     )
     spread.spread_next_upload(answer.headers, settings, forms.in_hand())
     return answer
