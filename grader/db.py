@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, Select, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Result
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -127,20 +127,21 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return _factories[url]
 
 
-def lock_for_write(session: Session, rows: Select) -> None:
-    """Start a transaction that no other one calling this for the same rows overlaps, until it ends.
+def lock_for_write(session: Session, rows: Select, *, of=None) -> Result:
+    """Start a transaction that no other one calling this for the same rows overlaps, until it ends;
+    returns what `rows` selects (read under the lock: one statement for the lock and a first read).
 
     For a check and the write that depends on it (submission limits). PostgreSQL locks `rows`
-    FOR UPDATE. SQLite ignores FOR UPDATE, so there the transaction starts with BEGIN IMMEDIATE,
-    which takes the database's single write lock at once, waiting up to the busy timeout; what the
-    session did before is committed first (a transaction that has read cannot take the write lock
-    later without risking a SQLITE_BUSY that no timeout waits out).
+    FOR UPDATE (OF `of`: the table to lock when `rows` joins others). SQLite ignores FOR UPDATE, so
+    there the transaction starts with BEGIN IMMEDIATE, which takes the database's single write lock at
+    once, waiting up to the busy timeout; what the session did before is committed first (a
+    transaction that has read cannot take the write lock later without risking a SQLITE_BUSY that no
+    timeout waits out).
     """
     if session.get_bind().dialect.name == "sqlite":
         session.commit()
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        session.execute(rows.with_for_update())
+    return session.execute(rows.with_for_update(of=of))
 
 
 def migrate(url: str, revision: str = "head") -> None:

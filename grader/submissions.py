@@ -6,15 +6,16 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from grader import catalog, dispatch, extensions, grading, policies, storage, teams
 from grader.assignments import Assignment
 from grader.config import Settings
 from grader.db import lock_for_write, utcnow
-from grader.models import STATUSES, Submission, User, Worker
+from grader.models import STATUSES, Extension, Submission, User, Worker
 from grader.uploads import BadUpload, unpack
 
 
@@ -94,6 +95,11 @@ def check_limits(
     )
 
 
+class Accepted(NamedTuple):
+    submission: Submission
+    due: policies.Deadline  # the student's deadline, for the answer
+
+
 def accept(
     *,
     session: Session,
@@ -103,16 +109,15 @@ def accept(
     filename: str,
     data: bytes,
     by_instructor: bool = False,
-    due: policies.Deadline | None = None,
-) -> Submission:
+) -> Accepted:
     """Check the upload, store it, insert and commit its row (queued), then send it to a grader by id.
-    Raises Refused, having stored nothing, when a rule refuses it. `due`: the student's deadline, when
-    the caller already looked it up."""
-    # The checks and the insert, one upload of this student at a time: otherwise simultaneous uploads
-    # all pass the limits before any of them is inserted. The checks come before the unpacking, so a
-    # refused student costs none.
-    lock_for_write(session, select(User.id).where(User.id == student.id))
+    Raises Refused, having stored nothing, when a rule refuses it."""
     try:
+        # The checks and the insert, one upload of this student at a time: otherwise simultaneous
+        # uploads all pass the limits before any of them is inserted. The checks come before the
+        # unpacking, so a refused student costs none. Their extension is read with the lock.
+        extension = lock_for_write(session, _with_extension(student.id, assignment.slug), of=User).scalar()
+        due = extensions.deadline_with(assignment, extension)
         now = utcnow()
         # Instructors' uploads (CI smoke runs) ignore the student's release, deadlines and limits.
         if not by_instructor:
@@ -157,7 +162,13 @@ def accept(
     if graded_here:
         # Committed: now it may be sent. If the broker is down the sweeper sends it later.
         dispatch.enqueue(session=session, settings=settings, submissions=[(submission.id, submission.queue)])
-    return submission
+    return Accepted(submission, due)
+
+
+def _with_extension(user_id: int, slug: str) -> Select:
+    """The student's row joined to their extension on the assignment: None when they have none."""
+    on = (Extension.user_id == User.id) & (Extension.assignment == slug)
+    return select(Extension).select_from(User).outerjoin(Extension, on).where(User.id == user_id)
 
 
 def regrade(

@@ -70,7 +70,7 @@ def upload(session, settings, data: bytes = PASSES) -> Submission:
         student=student,
         filename="hw.zip",
         data=data,
-    )
+    ).submission
 
 
 def form_path(settings, sub: Submission):
@@ -267,7 +267,7 @@ def test_an_upload_and_a_regrade_are_one_commit_each_then_sent(session, settings
             student=student,
             filename="hw.zip",
             data=PASSES,
-        )
+        ).submission
     assert (len(commits), sent, sub.enqueued_at is not None) == (1, [sub.id], True)
     grading.attempt(settings=settings, submission_id=sub.id, worker="w1")
     with counting_commits(session) as commits:

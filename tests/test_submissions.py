@@ -7,7 +7,7 @@ the routes and pages call, at the boundaries (the cutoff itself, the last allowe
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from grader import accounts, auth, catalog, extensions, storage, submissions
 from grader.assignments import load_assignment
@@ -55,7 +55,7 @@ def accept(db_session, settings, hw, student, **extra) -> Submission:
         filename="hw.zip",
         data=PASSES,
         **extra,
-    )
+    ).submission
 
 
 def stored(db_session, settings) -> tuple[int, int]:
@@ -123,6 +123,36 @@ def test_an_extension_moves_the_cutoff_for_that_student_only(db_session, course,
     submissions.check_limits(session=db_session, assignment=hw, user_id=people["s1"].id, now=late)
     with pytest.raises(submissions.Refused):
         submissions.check_limits(session=db_session, assignment=hw, user_id=people["s2"].id, now=late)
+
+
+def test_an_upload_reads_the_student_s_extension_with_the_lock(db_session, settings, course, people):
+    # One statement for both: they were two of the accept step's five (bench/README.md section 15).
+    hw = assignment(course)
+    extensions.grant(session=db_session, user=people["s1"], assignment=hw, due="2030-01-03T00:00")
+    db_session.commit()
+    statements = []
+    event.listen(db_session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    _, due = submissions.accept(
+        session=db_session,
+        settings=settings,
+        assignment=hw,
+        student=people["s1"],
+        filename="hw.zip",
+        data=PASSES,
+    )
+    reads = [statement for statement in statements if "extensions" in statement]
+    assert len(reads) == 1 and "FOR UPDATE OF users" in reads[0]
+    assert due == extensions.deadline(session=db_session, assignment=hw, user_id=people["s1"].id)
+    assert due.due > DUE
+    _, due = submissions.accept(
+        session=db_session,
+        settings=settings,
+        assignment=hw,
+        student=people["s2"],
+        filename="hw.zip",
+        data=PASSES,
+    )
+    assert due.due == DUE  # no extension: the assignment's own
 
 
 def test_before_the_release_a_student_is_told_of_no_such_assignment(db_session, course, people):

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
-from grader import accounts, auth, catalog, extensions, submissions, views
+from grader import accounts, auth, catalog, submissions, views
 from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, current_user
 from grader.models import User
 from grader.routes.forms import BadForm, TooLarge, in_hand, in_turn, receive_form
@@ -132,10 +132,8 @@ def _accept(session, settings, user, assignment, on_behalf, filename, data) -> S
         student = accounts.find(session, login=on_behalf)
         if student is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no student {on_behalf!r}")
-    # Looked up once, for the checks and the answer.
-    due = extensions.deadline(session=session, assignment=assignment, user_id=student.id)
     try:
-        submission = submissions.accept(
+        submission, due = submissions.accept(
             session=session,
             settings=settings,
             assignment=assignment,
@@ -143,7 +141,6 @@ def _accept(session, settings, user, assignment, on_behalf, filename, data) -> S
             filename=filename,
             data=data,
             by_instructor=user.is_instructor,
-            due=due,
         )
     except Refused as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None

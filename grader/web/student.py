@@ -444,7 +444,7 @@ def _refuse(request: Request, session: Session, web, slug: str, wants_json: bool
 
 def _accept_form(request, session, web, settings, assignment, filename, data, wants_json) -> Response:
     try:
-        submission = submissions.accept(
+        submission, _ = submissions.accept(
             session=session,
             settings=settings,
             assignment=assignment,
