@@ -1,9 +1,9 @@
 """API tokens: random bearer strings, stored only as their SHA-256; each expires, and can be revoked."""
 
 import hashlib
-import random
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import inspect, select, update
@@ -11,21 +11,34 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from grader import accounts
-from grader.config import get_settings
-from grader.db import utcnow
+from grader.config import Settings, get_settings
+from grader.db import get_engine, session_factory, utcnow
 from grader.models import ApiToken, User
 
 TOKEN_PREFIX = "grd_"
 # last_used_at is a hint for people, not an audit log: write it at most this often per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-# (database engine, token digest) -> the token's user, as a detached copy, and until when (monotonic) the
-# token counts as checked. Every API request checks its token: in a deadline burst that was a thread
-# hop, a transaction and a statement per upload (bench/README.md section 15). A token revoked in this
-# process stops working at once; one revoked by another process (the CLI, another API process) within
-# TOKEN_RECHECK_S. Nothing else of a user that a request reads changes while its tokens live.
-_checked: dict[tuple[Engine, str], tuple[User, float]] = {}
+# What an API process remembers of the tokens it checked. Every API request checks its token: in a
+# deadline burst that was a thread hop, a transaction and a statement per upload (bench/README.md
+# section 15). A remembered token is taken from memory for TOKEN_RECHECK_S after it was last checked;
+# the API checks all it remembers again in one statement every half of that (recheck_remembered), and
+# forgets those not used for TOKEN_IDLE_S. So a token revoked by another process (the CLI, another API
+# process) stops working there within TOKEN_RECHECK_S; one revoked in this process, at once. Nothing
+# else of a user that a request reads changes while their tokens live.
 TOKEN_RECHECK_S = 1.0
+TOKEN_IDLE_S = 60.0
+
+
+@dataclass
+class _Checked:
+    user: User  # a detached copy of its columns: requests share it, and may change their own user
+    until: float  # time.monotonic(): taken from memory until then
+    expires: float  # time.monotonic() at the token's own expiry
+    used: float
+
+
+_checked: dict[tuple[Engine, str], _Checked] = {}  # (the database's engine, the token's digest)
 
 
 def token_digest(token: str) -> str:
@@ -86,10 +99,37 @@ def forget_checked() -> None:
 def checked_user(*, session: Session, token: str) -> User | None:
     """The user of a token checked within TOKEN_RECHECK_S, put in `session` without a statement; None
     when the token must be looked up (user_for_token)."""
-    known = _checked.get((session.get_bind(), token_digest(token)))
-    if known is None or known[1] <= time.monotonic():
+    known, now = _checked.get((session.get_bind(), token_digest(token))), time.monotonic()
+    if known is None or known.until <= now:
         return None
-    return session.merge(known[0], load=False)
+    known.used = now
+    return session.merge(known.user, load=False)
+
+
+def recheck_remembered(settings: Settings) -> None:
+    """Check the tokens this process remembers for the settings' database again, in one statement:
+    those still valid are remembered for another TOKEN_RECHECK_S, the others, and those unused for
+    TOKEN_IDLE_S, forgotten. The API runs this every half TOKEN_RECHECK_S (grader.main)."""
+    engine = get_engine(settings.effective_database_url)
+    mine = {digest: known for (bound, digest), known in list(_checked.items()) if bound is engine}
+    if not mine:
+        return
+    with session_factory(settings)() as session:
+        valid = set(
+            session.scalars(
+                select(ApiToken.token_sha256).where(
+                    ApiToken.token_sha256.in_(list(mine)),
+                    ApiToken.revoked.is_(False),
+                    ApiToken.expires_at > utcnow(),
+                )
+            )
+        )
+    now = time.monotonic()
+    for digest, known in mine.items():
+        if digest in valid and now - known.used < TOKEN_IDLE_S:
+            known.until = min(now + TOKEN_RECHECK_S, known.expires)
+        else:
+            _checked.pop((engine, digest), None)
 
 
 def user_for_token(*, session: Session, token: str) -> User | None:
@@ -113,15 +153,15 @@ def user_for_token(*, session: Session, token: str) -> User | None:
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
         api_token.last_used_at = now
         session.commit()
-    # Each for its own share of the second: tokens first used together (a burst's opening) are not all
-    # checked again together, each such check waiting its turn before its upload's (bench/README.md 15).
-    for_s = random.uniform(TOKEN_RECHECK_S / 2, TOKEN_RECHECK_S)
-    _remember(session, token, user, for_s=min(for_s, (api_token.expires_at - now).total_seconds()))
+    _remember(session, token, user, expires_in=(api_token.expires_at - now).total_seconds())
     return user
 
 
-def _remember(session: Session, token: str, user: User, *, for_s: float) -> None:
-    # A copy of its columns: the request may change its own user, and many requests share the entry.
+def _remember(session: Session, token: str, user: User, *, expires_in: float) -> None:
     copy = User(**{column.key: getattr(user, column.key) for column in inspect(User).column_attrs})
     make_transient_to_detached(copy)
-    _checked[(session.get_bind(), token_digest(token))] = (copy, time.monotonic() + for_s)
+    now = time.monotonic()
+    expires = now + expires_in
+    _checked[(session.get_bind(), token_digest(token))] = _Checked(
+        copy, until=min(now + TOKEN_RECHECK_S, expires), expires=expires, used=now
+    )

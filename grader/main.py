@@ -5,12 +5,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from grader import dispatch, web
-from grader.config import get_settings
+from grader import auth, dispatch, web
+from grader.config import Settings, get_settings
 from grader.routes import accommodations, assignments, gradebook, grading, submissions, tokens
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,23 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    dispatch.prepare(get_settings())
-    yield
+    settings = get_settings()
+    dispatch.prepare(settings)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_recheck_tokens, settings)
+        yield
+        tasks.cancel_scope.cancel()
+
+
+async def _recheck_tokens(settings: Settings) -> None:
+    """The tokens this process remembers, checked again in one statement every half TOKEN_RECHECK_S:
+    a token in use is then never looked up on its own, and a revoked one stops within the second."""
+    while True:
+        await anyio.sleep(auth.TOKEN_RECHECK_S / 2)
+        try:
+            await anyio.to_thread.run_sync(auth.recheck_remembered, settings)
+        except Exception as exc:  # the database is down: the tokens are looked up again when it is back
+            log.warning("could not check the remembered tokens again: %s", exc)
 
 
 app = FastAPI(title="grader", description="Autograder for deep-learning homeworks.", lifespan=lifespan)

@@ -278,6 +278,53 @@ def test_a_token_revoked_here_stops_at_once_and_elsewhere_within_a_second(
     assert client.get("/api/assignments", headers=s2).status_code == 401
 
 
+def test_the_remembered_tokens_are_checked_again_in_one_statement(settings, committed_pg, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    with db.session_factory(settings)() as session:
+        kept, revoked = (
+            auth.create_token(
+                session=session, user=auth.get_or_create_user(session=session, login=login, role="student")
+            )
+            for login in ("s1", "s2")
+        )
+        session.commit()
+        assert auth.user_for_token(session=session, token=kept) and auth.user_for_token(
+            session=session, token=revoked
+        )
+        # Another process revokes one of them.
+        session.execute(
+            update(auth.ApiToken)
+            .where(auth.ApiToken.token_sha256 == auth.token_digest(revoked))
+            .values(revoked=True)
+        )
+        session.commit()
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.get_engine(committed_pg), "before_cursor_execute", listener)
+    clock[0] += 0.9
+    auth.recheck_remembered(settings)
+    event.remove(db.get_engine(committed_pg), "before_cursor_execute", listener)
+    assert len(statements) == 1
+    clock[0] += 0.9  # past the first check's second: only the check again keeps the token in memory
+    with db.session_factory(settings)() as session:
+        assert auth.checked_user(session=session, token=kept).login == "s1"
+        assert auth.checked_user(session=session, token=revoked) is None
+    clock[0] += auth.TOKEN_IDLE_S
+    auth.recheck_remembered(settings)
+    assert auth._checked == {}  # unused for a minute: forgotten
+
+
+def test_the_api_checks_its_remembered_tokens_again_while_it_runs(settings, monkeypatch):
+    checked = []
+    monkeypatch.setattr(auth, "TOKEN_RECHECK_S", 0.02)
+    monkeypatch.setattr(auth, "recheck_remembered", checked.append)
+    monkeypatch.setattr(main, "get_settings", lambda: settings)
+    with TestClient(app):
+        time.sleep(0.2)
+    assert checked and all(each is settings for each in checked)
+
+
 def test_a_remembered_token_costs_no_statement_and_never_outlives_its_expiry(
     client, people, db_session, monkeypatch
 ):

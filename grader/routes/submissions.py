@@ -73,9 +73,9 @@ async def submit(
     request: Request, response: Response, session: SessionDep, settings: SettingsDep, credentials: BearerDep
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
-    # Before the body is read: nobody without a valid token makes us take in an upload. A token checked
-    # within the second needs no statement; the others' checks wait their turn: outside it, 50 clients'
-    # token checks crowded the turn's threads off the GIL (bench/README.md, 12).
+    # Before the body is read: nobody without a valid token makes us take in an upload. A token this
+    # process remembers needs no statement (auth.checked_user); the others' checks wait their turn:
+    # outside it, 50 clients' token checks crowded the turn's threads off the GIL (bench/README.md, 12).
     arrived = time.monotonic()  # each step in turn is taken in the order the uploads came
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
     if user is None:
