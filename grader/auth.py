@@ -36,6 +36,7 @@ class _Checked:
     until: float  # time.monotonic(): taken from memory until then
     expires: float  # time.monotonic() at the token's own expiry
     used: float
+    noted: float  # when last_used_at was last known to be fresh
 
 
 _checked: dict[tuple[Engine, str], _Checked] = {}  # (the database's engine, the token's digest)
@@ -109,11 +110,14 @@ def checked_user(*, session: Session, token: str) -> User | None:
 def recheck_remembered(settings: Settings) -> None:
     """Check the tokens this process remembers for the settings' database again, in one statement:
     those still valid are remembered for another TOKEN_RECHECK_S, the others, and those unused for
-    TOKEN_IDLE_S, forgotten. The API runs this every half TOKEN_RECHECK_S (grader.main)."""
+    TOKEN_IDLE_S, forgotten. The API runs this every half TOKEN_RECHECK_S (grader.main). Those used
+    since their last_used_at was written get it written again, every LAST_USED_RESOLUTION at most."""
     engine = get_engine(settings.effective_database_url)
     mine = {digest: known for (bound, digest), known in list(_checked.items()) if bound is engine}
     if not mine:
         return
+    now = time.monotonic()
+    used = [d for d, known in mine.items() if known.used - known.noted > LAST_USED_RESOLUTION.total_seconds()]
     with session_factory(settings)() as session:
         valid = set(
             session.scalars(
@@ -124,7 +128,13 @@ def recheck_remembered(settings: Settings) -> None:
                 )
             )
         )
-    now = time.monotonic()
+        if used:
+            session.execute(
+                update(ApiToken).where(ApiToken.token_sha256.in_(used)).values(last_used_at=utcnow())
+            )
+            session.commit()
+            for digest in used:
+                mine[digest].noted = now
     for digest, known in mine.items():
         if digest in valid and now - known.used < TOKEN_IDLE_S:
             known.until = min(now + TOKEN_RECHECK_S, known.expires)
@@ -163,5 +173,5 @@ def _remember(session: Session, token: str, user: User, *, expires_in: float) ->
     now = time.monotonic()
     expires = now + expires_in
     _checked[(session.get_bind(), token_digest(token))] = _Checked(
-        copy, until=min(now + TOKEN_RECHECK_S, expires), expires=expires, used=now
+        copy, until=min(now + TOKEN_RECHECK_S, expires), expires=expires, used=now, noted=now
     )

@@ -315,6 +315,35 @@ def test_the_remembered_tokens_are_checked_again_in_one_statement(settings, comm
     assert auth._checked == {}  # unused for a minute: forgotten
 
 
+def test_a_remembered_token_in_use_still_has_its_last_use_written(settings, committed_pg, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(auth, "LAST_USED_RESOLUTION", timedelta(seconds=1))
+    with db.session_factory(settings)() as session:
+        token = auth.create_token(
+            session=session, user=auth.get_or_create_user(session=session, login="s1", role="student")
+        )
+        session.commit()
+        auth.user_for_token(session=session, token=token)
+
+    def last_used() -> datetime:
+        with db.session_factory(settings)() as session:
+            return session.scalar(select(auth.ApiToken.last_used_at))
+
+    first = last_used()
+    for _ in range(2):  # used, and checked again, within the resolution: not written
+        clock[0] += 0.45
+        with db.session_factory(settings)() as session:
+            assert auth.checked_user(session=session, token=token) is not None
+        auth.recheck_remembered(settings)
+    assert last_used() == first
+    clock[0] += 0.45
+    with db.session_factory(settings)() as session:
+        assert auth.checked_user(session=session, token=token) is not None
+    auth.recheck_remembered(settings)
+    assert last_used() > first
+
+
 def test_the_api_checks_its_remembered_tokens_again_while_it_runs(settings, monkeypatch):
     checked = []
     monkeypatch.setattr(auth, "TOKEN_RECHECK_S", 0.02)
