@@ -202,8 +202,10 @@ def test_uploads_are_accepted_a_few_at_a_time_first_come_first_served(monkeypatc
     assert all(abs(position - i) <= 1 for position, i in enumerate(started)), started
 
 
-def test_an_earlier_upload_s_next_step_goes_before_a_later_upload_s_first(monkeypatch):
-    # Each waited for its token check in turn; the earlier one must not queue again behind the later.
+@pytest.fixture
+def one_turn(monkeypatch):
+    """One step at a time; the step named "busy" keeps its turn until `release` is set. The names of
+    the steps, in the order they started."""
     monkeypatch.setattr(forms, "get_settings", lambda: Settings(upload_concurrency=1))
     started, release = [], threading.Event()
 
@@ -211,6 +213,13 @@ def test_an_earlier_upload_s_next_step_goes_before_a_later_upload_s_first(monkey
         started.append(name)
         if name == "busy":
             release.wait(5)
+
+    return step, started, release
+
+
+def test_an_earlier_upload_s_next_step_goes_before_a_later_upload_s_first(one_turn):
+    # Each waited for its token check in turn; the earlier one must not queue again behind the later.
+    step, started, release = one_turn
 
     async def burst() -> None:
         async with anyio.create_task_group() as group:
@@ -226,14 +235,8 @@ def test_an_earlier_upload_s_next_step_goes_before_a_later_upload_s_first(monkey
     assert started == ["busy", "earlier's second", "later's first"]
 
 
-def test_a_step_given_up_while_waiting_its_turn_leaves_its_place_to_the_next(monkeypatch):
-    monkeypatch.setattr(forms, "get_settings", lambda: Settings(upload_concurrency=1))
-    started, release = [], threading.Event()
-
-    def step(name: str) -> None:
-        started.append(name)
-        if name == "busy":
-            release.wait(5)
+def test_a_step_given_up_while_waiting_its_turn_leaves_its_place_to_the_next(one_turn):
+    step, started, release = one_turn
 
     async def burst() -> None:
         async with anyio.create_task_group() as group:

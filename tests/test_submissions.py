@@ -132,27 +132,17 @@ def test_an_upload_reads_the_student_s_extension_with_the_lock(db_session, setti
     db_session.commit()
     statements = []
     event.listen(db_session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
-    _, due = submissions.accept(
-        session=db_session,
-        settings=settings,
-        assignment=hw,
-        student=people["s1"],
-        filename="hw.zip",
-        data=PASSES,
-    )
+
+    def deadline_of(student: User):
+        kwargs = dict(session=db_session, settings=settings, assignment=hw, filename="hw.zip", data=PASSES)
+        return submissions.accept(student=student, **kwargs).due
+
+    due = deadline_of(people["s1"])
     reads = [statement for statement in statements if "extensions" in statement]
     assert len(reads) == 1 and "FOR UPDATE OF users" in reads[0]
     assert due == extensions.deadline(session=db_session, assignment=hw, user_id=people["s1"].id)
     assert due.due > DUE
-    _, due = submissions.accept(
-        session=db_session,
-        settings=settings,
-        assignment=hw,
-        student=people["s2"],
-        filename="hw.zip",
-        data=PASSES,
-    )
-    assert due.due == DUE  # no extension: the assignment's own
+    assert deadline_of(people["s2"]).due == DUE  # no extension: the assignment's own
 
 
 def test_before_the_release_a_student_is_told_of_no_such_assignment(db_session, course, people):
