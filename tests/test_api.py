@@ -353,8 +353,10 @@ def test_the_api_checks_its_remembered_tokens_again_while_it_runs(settings, monk
     monkeypatch.setattr(auth, "recheck_remembered", checked.append)
     monkeypatch.setattr(main, "get_settings", lambda: settings)
     with TestClient(app):
-        time.sleep(0.2)
-    assert checked and all(each is settings for each in checked)
+        give_up = time.monotonic() + 10  # a loaded CI machine may be slow to run the first
+        while len(checked) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+    assert len(checked) >= 2 and all(each is settings for each in checked)
 
 
 def test_a_remembered_token_costs_no_statement_and_never_outlives_its_expiry(
