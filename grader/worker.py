@@ -57,7 +57,7 @@ def publisher(broker_url: str) -> Celery:
 
 class PublishingChannel(kombu_redis.Channel):
     """kombu's Redis channel with one redis-py client for its commands, where kombu builds one per
-    command: a client's construction was a third of an upload's publish (bench/README.md section 15).
+    command: under cProfile, building the client was a third of `send_task` (bench/README.md section 15).
     A client is safe to share: each command takes a connection from the channel's pool."""
 
     _shared_client = None
