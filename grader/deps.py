@@ -44,7 +44,15 @@ _bearer = HTTPBearer(auto_error=False, description="a token from `grader token c
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def current_user(session: SessionDep, credentials: BearerDep) -> User:
+async def current_user(session: SessionDep, credentials: BearerDep) -> User:
+    """The token's user: from this process's memory when it checked the token lately, with no statement
+    and no thread hop (auth.checked_user); else looked up in a worker thread."""
+    user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
+    return user if user is not None else await run_in_threadpool(looked_up_user, session, credentials)
+
+
+def looked_up_user(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
+    """The token's user from the database; 401 for a missing, unknown, expired or revoked token."""
     user = auth.user_for_token(session=session, token=credentials.credentials) if credentials else None
     if user is None:
         raise HTTPException(

@@ -261,6 +261,14 @@ def test_a_revoked_token_is_401(client, people, db_session):
     assert client.get("/api/assignments", headers=who).status_code == 401
 
 
+def test_a_remembered_token_takes_no_thread_hop_in_any_route(client, people, thread_hops):
+    who = headers(people, "s1")
+    assert client.get("/api/submissions", headers=who).status_code == 200
+    first, _ = list(thread_hops), thread_hops.clear()
+    assert client.get("/api/submissions", headers=who).status_code == 200
+    assert len(thread_hops) == len(first) - 1  # no hop for the token's user
+
+
 def test_a_token_revoked_here_stops_at_once_and_elsewhere_within_a_second(
     client, people, db_session, monkeypatch
 ):

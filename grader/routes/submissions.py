@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
 from grader import accounts, auth, catalog, submissions, views
-from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, current_user
+from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, looked_up_user
 from grader.models import User
 from grader.routes.forms import BadForm, TooLarge, in_hand, in_turn, receive_form
 from grader.routes.spread import spread_next_upload
@@ -73,9 +73,9 @@ async def submit(
     request: Request, response: Response, session: SessionDep, settings: SettingsDep, credentials: BearerDep
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
-    # Before the body is read: nobody without a valid token makes us take in an upload. A token this
-    # process remembers needs no statement (auth.checked_user); the others' checks wait their turn:
-    # outside it, 50 clients' token checks crowded the turn's threads off the GIL (bench/README.md, 12).
+    # Before the body is read: nobody without a valid token makes us take in an upload. As in
+    # deps.current_user, but a token looked up waits its turn: outside it, 50 clients' token checks
+    # crowded the turn's threads off the GIL (bench/README.md, 12).
     arrived = time.monotonic()  # each step in turn is taken in the order the uploads came
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
     if user is None:
@@ -106,7 +106,7 @@ async def submit(
 
 
 def authenticated(session, credentials) -> User:
-    user = current_user(session, credentials)
+    user = looked_up_user(session, credentials)
     session.commit()  # no connection held while the body streams and the upload waits its turn
     return user
 
