@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import bindparam, inspect, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -142,21 +142,25 @@ def recheck_remembered(settings: Settings) -> None:
             _checked.pop((engine, digest), None)
 
 
+# Built once, as the upload path's statements are (grader.submissions).
+_VALID_TOKEN = (
+    select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(
+        ApiToken.token_sha256 == bindparam("digest"),
+        ApiToken.revoked.is_(False),
+        ApiToken.expires_at > bindparam("now"),
+    )
+)
+
+
 def user_for_token(*, session: Session, token: str) -> User | None:
     """The user an unrevoked, unexpired token belongs to, else None."""
     user = checked_user(session=session, token=token)
     if user is not None:
         return user
     now = utcnow()
-    row = session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(
-            ApiToken.token_sha256 == token_digest(token),
-            ApiToken.revoked.is_(False),
-            ApiToken.expires_at > now,
-        )
-    ).first()
+    row = session.execute(_VALID_TOKEN, {"digest": token_digest(token), "now": now}).first()
     if row is None:
         return None
     api_token, user = row

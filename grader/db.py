@@ -127,21 +127,23 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return _factories[url]
 
 
-def lock_for_write(session: Session, rows: Select, *, of=None) -> Result:
+def lock_for_write(session: Session, rows: Select, params: dict | None = None) -> Result:
     """Start a transaction that no other one calling this for the same rows overlaps, until it ends;
     returns what `rows` selects (read under the lock: one statement for the lock and a first read).
 
-    For a check and the write that depends on it (submission limits). PostgreSQL locks `rows`
-    FOR UPDATE (OF `of`: the table to lock when `rows` joins others). SQLite ignores FOR UPDATE, so
-    there the transaction starts with BEGIN IMMEDIATE, which takes the database's single write lock at
-    once, waiting up to the busy timeout; what the session did before is committed first (a
-    transaction that has read cannot take the write lock later without risking a SQLITE_BUSY that no
-    timeout waits out).
+    For a check and the write that depends on it (submission limits). `rows` is a SELECT ... FOR UPDATE
+    (`with_for_update`, OF the table to lock when it joins others), built once by the caller, which
+    PostgreSQL locks. SQLite ignores FOR UPDATE, so there the transaction starts with BEGIN IMMEDIATE,
+    which takes the database's single write lock at once, waiting up to the busy timeout; what the
+    session did before is committed first (a transaction that has read cannot take the write lock later
+    without risking a SQLITE_BUSY that no timeout waits out).
     """
+    if rows._for_update_arg is None:
+        raise ValueError("lock_for_write needs a SELECT ... FOR UPDATE (rows.with_for_update())")
     if session.get_bind().dialect.name == "sqlite":
         session.commit()
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-    return session.execute(rows.with_for_update(of=of))
+    return session.execute(rows, params)
 
 
 def migrate(url: str, revision: str = "head") -> None:

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
@@ -118,3 +118,9 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_without_an_error(p
             assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
     finally:
         engine.dispose()
+
+
+def test_a_lock_for_write_without_for_update_is_refused(db_session):
+    # It would lock nothing on PostgreSQL while looking like a lock.
+    with pytest.raises(ValueError, match="FOR UPDATE"):
+        db.lock_for_write(db_session, select(User).where(User.id == 1))

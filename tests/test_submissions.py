@@ -145,6 +145,20 @@ def test_an_upload_reads_the_student_s_extension_with_the_lock(db_session, setti
     assert deadline_of(people["s2"]).due == DUE  # no extension: the assignment's own
 
 
+def test_an_upload_s_reads_are_statements_built_once(db_session, settings, course, people):
+    # Building them and their cache keys for every upload was a twentieth of the API's CPU in a
+    # deadline burst (bench/README.md section 16).
+    hw = assignment(course, limits="per_hour = 10")
+    selects = []
+    event.listen(db_session, "do_orm_execute", lambda state: selects.append(state.statement))
+    accept(db_session, settings, hw, people["s1"])
+    first = list(selects)
+    selects.clear()
+    accept(db_session, settings, hw, people["s2"])
+    assert len(first) == 2  # the lock with the extension, the charged uploads
+    assert [id(statement) for statement in selects] == [id(statement) for statement in first]
+
+
 def test_before_the_release_a_student_is_told_of_no_such_assignment(db_session, course, people):
     hw = assignment(course)
     with pytest.raises(submissions.Refused) as refused:
