@@ -5,6 +5,7 @@ import io
 import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -174,6 +175,17 @@ def test_the_publisher_sends_its_messages_through_one_redis_client(redis_broker,
         send(GRADE_TASK, args=[f"sub-{index}"], queue="cpu")
     monkeypatch.undo()
     assert redis.Redis.from_url(redis_broker).llen("cpu") == 4 and built == []
+
+
+def test_a_sent_submission_s_message_shows_its_args_as_celery_would(redis_broker):
+    # dispatch.send gives the repr that Celery's saferepr would have built, for logs and monitors.
+    from celery.utils.saferepr import saferepr
+
+    sid = str(uuid.uuid4())
+    assert dispatch.send(settings=Settings(broker_url=redis_broker), submission_id=sid, queue="cpu")
+    message = json.loads(redis.Redis.from_url(redis_broker).lpop("cpu"))
+    assert message["headers"]["argsrepr"] == saferepr([sid])
+    assert message["headers"]["kwargsrepr"] == saferepr({})
 
 
 def test_uploads_are_accepted_a_few_at_a_time_first_come_first_served(monkeypatch):
