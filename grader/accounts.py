@@ -13,17 +13,24 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, inspect, or_, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from grader import auth, csv_export
+from grader.config import Settings
+from grader.db import get_engine, session_factory
 from grader.models import User, WebSession
+from grader.remembered import Memory
 
 # scrypt cost: 2**14 * 8 * 128 = 16 MiB and ~50 ms a check; enough for random secrets of 80 bits.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # No 0/o, 1/l/i: secrets are read off a mail merge and typed by hand.
 SECRET_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 SESSION_LIFETIME = timedelta(days=14)
+
+# The sign-in sessions this process checked lately (grader.remembered), by the cookie's digest. Every
+# page and every upload through the form checks one.
+signed_in: Memory[WebSession] = Memory()
 
 
 # ---- secrets ---------------------------------------------------------------------------------------
@@ -294,6 +301,9 @@ def import_roster(session: Session, rows: list[RosterRow]) -> ImportReport:
         else:
             report.unchanged.append(row)
     session.flush()
+    if report.updated:  # the remembered copies of these users are read afresh (grader.remembered)
+        signed_in.forget()
+        auth.forget_checked()
     return report
 
 
@@ -340,6 +350,7 @@ def reset_secret(session: Session, *, login: str) -> str:
     user.failed_signins, user.signin_locked_until = 0, None
     # Whoever holds the old secret may be signed in with it, or have made a token: the reset ends both.
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    signed_in.forget()
     auth.revoke_tokens(session=session, user_id=user.id)
     session.flush()
     return secret
@@ -369,17 +380,57 @@ def open_session(session: Session, user: User, *, now: datetime | None = None) -
     return token
 
 
-def load_session(session: Session, token: str | None, *, now: datetime | None = None) -> WebSession | None:
-    """The live session for a cookie value, with its user; None if unknown or expired."""
+def load_session(session: Session, token: str | None) -> WebSession | None:
+    """The live session for a cookie value, with its user; None if unknown or expired. From this
+    process's memory when it checked the cookie lately (grader.remembered), else read and remembered."""
     if not token:
         return None
+    web = remembered_session(session, token)
+    if web is not None:
+        return web
     web = session.get(WebSession, _token_hash(token))
     if web is None:
         return None
+    now = datetime.now(UTC)
     expires = web.expires_at if web.expires_at.tzinfo else web.expires_at.replace(tzinfo=UTC)
-    if expires <= (now or datetime.now(UTC)):
+    if expires <= now:
         return None
+    signed_in.keep(
+        session, _token_hash(token), _detached_copy(web), expires_in=(expires - now).total_seconds()
+    )
     return web
+
+
+def remembered_session(session: Session, token: str | None) -> WebSession | None:
+    """The session for a cookie this process checked lately, put in `session` with its user without a
+    statement; None when it must be read (load_session)."""
+    return signed_in.take(session, _token_hash(token)) if token else None
+
+
+def recheck_sessions(settings: Settings) -> None:
+    """Check the sign-in sessions this process remembers for the settings' database again, in one
+    statement: those signed out, ended by a reset secret or expired are forgotten (grader.remembered).
+    Run by the API every half RECHECK_S (grader.main)."""
+    engine = get_engine(settings.effective_database_url)
+    mine = signed_in.of(engine)
+    if not mine:
+        return
+    with session_factory(settings)() as session:
+        live = set(
+            session.scalars(
+                select(WebSession.token_hash).where(
+                    WebSession.token_hash.in_(list(mine)), WebSession.expires_at > datetime.now(UTC)
+                )
+            )
+        )
+    signed_in.renew(engine, mine, live.__contains__)
+
+
+def _detached_copy(web: WebSession) -> WebSession:
+    copy = WebSession(**{column.key: getattr(web, column.key) for column in inspect(WebSession).column_attrs})
+    copy.user = auth.detached_copy(web.user)
+    make_transient_to_detached(copy)
+    return copy
 
 
 def close_session(session: Session, token: str | None) -> None:
@@ -388,6 +439,7 @@ def close_session(session: Session, token: str | None) -> None:
         session.execute(delete(WebSession).where(WebSession.token_hash == _token_hash(token)))
     session.execute(delete(WebSession).where(WebSession.expires_at < datetime.now(UTC)))
     session.commit()
+    signed_in.forget()  # here at once; other processes within remembered.RECHECK_S
 
 
 def csrf_matches(expected: str | None, given: str | None) -> bool:

@@ -3,43 +3,23 @@
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, inspect, select, update
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from grader import accounts
 from grader.config import Settings, get_settings
 from grader.db import get_engine, session_factory, utcnow
 from grader.models import ApiToken, User
+from grader.remembered import Memory
 
 TOKEN_PREFIX = "grd_"
 # last_used_at is a hint for people, not an audit log: write it at most this often per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-# What an API process remembers of the tokens it checked. Every API request checks its token: in a
-# deadline burst that was a thread hop, a transaction and a statement per upload (bench/README.md
-# section 15). A remembered token is taken from memory for TOKEN_RECHECK_S after it was last checked;
-# the API checks all it remembers again in one statement every half of that (recheck_remembered), and
-# forgets those not used for TOKEN_IDLE_S. So a token revoked by another process (the CLI, another API
-# process) stops working there within TOKEN_RECHECK_S; one revoked in this process, at once. Nothing
-# else of a user that a request reads changes while their tokens live.
-TOKEN_RECHECK_S = 1.0
-TOKEN_IDLE_S = 60.0
-
-
-@dataclass
-class _Checked:
-    user: User  # a detached copy of its columns: requests share it, and may change their own user
-    until: float  # time.monotonic(): taken from memory until then
-    expires: float  # time.monotonic() at the token's own expiry
-    used: float
-    noted: float  # when last_used_at was last known to be fresh
-
-
-_checked: dict[tuple[Engine, str], _Checked] = {}  # (the database's engine, the token's digest)
+# The tokens this process checked lately (grader.remembered): the user of each, by the token's digest.
+tokens: Memory[User] = Memory()
 
 
 def token_digest(token: str) -> str:
@@ -93,27 +73,22 @@ def revoke_tokens(*, session: Session, user_id: int) -> int:
 
 def forget_checked() -> None:
     """Check every token against the database again: after a revocation in this process. (Before its
-    commit too: a token checked in between is remembered for at most TOKEN_RECHECK_S.)"""
-    _checked.clear()
+    commit too: a token checked in between is remembered for at most remembered.RECHECK_S.)"""
+    tokens.forget()
 
 
 def checked_user(*, session: Session, token: str) -> User | None:
-    """The user of a token checked within TOKEN_RECHECK_S, put in `session` without a statement; None
-    when the token must be looked up (user_for_token)."""
-    known, now = _checked.get((session.get_bind(), token_digest(token))), time.monotonic()
-    if known is None or known.until <= now:
-        return None
-    known.used = now
-    return session.merge(known.user, load=False)
+    """The user of a token checked lately, put in `session` without a statement; None when the token
+    must be looked up (user_for_token)."""
+    return tokens.take(session, token_digest(token))
 
 
 def recheck_remembered(settings: Settings) -> None:
-    """Check the tokens this process remembers for the settings' database again, in one statement:
-    those still valid are remembered for another TOKEN_RECHECK_S, the others, and those unused for
-    TOKEN_IDLE_S, forgotten. The API runs this every half TOKEN_RECHECK_S (grader.main). Those used
-    since their last_used_at was written get it written again, every LAST_USED_RESOLUTION at most."""
+    """Check the tokens this process remembers for the settings' database again, in one statement (see
+    grader.remembered); run by the API every half RECHECK_S (grader.main). Those used since their
+    last_used_at was written get it written again, every LAST_USED_RESOLUTION at most."""
     engine = get_engine(settings.effective_database_url)
-    mine = {digest: known for (bound, digest), known in list(_checked.items()) if bound is engine}
+    mine = tokens.of(engine)
     if not mine:
         return
     now = time.monotonic()
@@ -135,11 +110,7 @@ def recheck_remembered(settings: Settings) -> None:
             session.commit()
             for digest in used:
                 mine[digest].noted = now
-    for digest, known in mine.items():
-        if digest in valid and now - known.used < TOKEN_IDLE_S:
-            known.until = min(now + TOKEN_RECHECK_S, known.expires)
-        else:
-            _checked.pop((engine, digest), None)
+    tokens.renew(engine, mine, valid.__contains__)
 
 
 # Built once, as the upload path's statements are (grader.submissions).
@@ -172,10 +143,11 @@ def user_for_token(*, session: Session, token: str) -> User | None:
 
 
 def _remember(session: Session, token: str, user: User, *, expires_in: float) -> None:
+    tokens.keep(session, token_digest(token), detached_copy(user), expires_in=expires_in)
+
+
+def detached_copy(user: User) -> User:
+    """A copy of the user's columns, detached and clean, for grader.remembered."""
     copy = User(**{column.key: getattr(user, column.key) for column in inspect(User).column_attrs})
     make_transient_to_detached(copy)
-    now = time.monotonic()
-    expires = now + expires_in
-    _checked[(session.get_bind(), token_digest(token))] = _Checked(
-        copy, until=min(now + TOKEN_RECHECK_S, expires), expires=expires, used=now, noted=now
-    )
+    return copy

@@ -127,6 +127,14 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return _factories[url]
 
 
+def holds_connection(session: Session) -> bool:
+    """Whether ending the session's transaction talks to the database: it holds a connection. One begun
+    only by merging remembered rows (grader.remembered) holds none."""
+    transaction = session.get_transaction()
+    # SQLAlchemy keeps a transaction's connections in `_connections`; it has no public reader.
+    return transaction is not None and bool(getattr(transaction, "_connections", True))
+
+
 def lock_for_write(session: Session, rows: Select, params: dict | None = None) -> Result:
     """Start a transaction that no other one calling this for the same rows overlaps, until it ends;
     returns what `rows` selects (read under the lock: one statement for the lock and a first read).

@@ -27,12 +27,12 @@ SettingsDep = Annotated[Settings, Depends(current_settings)]
 
 async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
     """A session per request (no connection until first used), closed afterwards: in a worker thread
-    only when a transaction is still open, as its rollback talks to the database."""
+    only when it holds a connection, as its rollback talks to the database."""
     session = db.session_factory(settings)()
     try:
         yield session
     finally:
-        if session.in_transaction():
+        if db.holds_connection(session):
             await run_in_threadpool(session.close)
         else:
             session.close()

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from grader import auth, dispatch, web
+from grader import accounts, auth, dispatch, remembered, web
 from grader.config import Settings, get_settings
 from grader.routes import accommodations, assignments, gradebook, grading, submissions, tokens
 
@@ -22,20 +22,26 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     dispatch.prepare(settings)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_recheck_tokens, settings)
+        tasks.start_soon(_recheck_credentials, settings)
         yield
         tasks.cancel_scope.cancel()
 
 
-async def _recheck_tokens(settings: Settings) -> None:
-    """The tokens this process remembers, checked again in one statement every half TOKEN_RECHECK_S:
-    a token in use is then never looked up on its own, and a revoked one stops within the second."""
+async def _recheck_credentials(settings: Settings) -> None:
+    """The tokens and sign-in sessions this process remembers, checked again (one statement for each
+    kind) every half remembered.RECHECK_S: one in use is then never read on its own, and a revoked one
+    stops within the second."""
     while True:
-        await anyio.sleep(auth.TOKEN_RECHECK_S / 2)
+        await anyio.sleep(remembered.RECHECK_S / 2)
         try:
-            await anyio.to_thread.run_sync(auth.recheck_remembered, settings)
-        except Exception as exc:  # the database is down: the tokens are looked up again when it is back
-            log.warning("could not check the remembered tokens again: %s", exc)
+            await anyio.to_thread.run_sync(_recheck, settings)
+        except Exception as exc:  # the database is down: they are read again when it is back
+            log.warning("could not check the remembered tokens and sign-ins again: %s", exc)
+
+
+def _recheck(settings: Settings) -> None:
+    auth.recheck_remembered(settings)
+    accounts.recheck_sessions(settings)
 
 
 app = FastAPI(title="grader", description="Autograder for deep-learning homeworks.", lifespan=lifespan)

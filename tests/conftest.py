@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import settings
 
-from grader import auth, catalog, dispatch
+from grader import accounts, auth, catalog, dispatch
 
 # Fixtures live in one module per real service they need.
 pytest_plugins = [
@@ -20,9 +20,10 @@ settings.load_profile("grader")
 @pytest.fixture(autouse=True)
 def nothing_remembered_between_tests():
     """What a process remembers for a second (whether a worker runs, that the assignments are current,
-    that a token is valid) does not carry from one test to the next: the tests share one database and
-    their folders."""
+    that a token or a sign-in is valid) does not carry from one test to the next: the tests share one
+    database and their folders."""
     yield
     dispatch._served.clear()
     catalog._fresh_until.clear()
     auth.forget_checked()
+    accounts.signed_in.forget()

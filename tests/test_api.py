@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from grader import auth, db, dispatch, grading, main
+from grader import accounts, auth, db, dispatch, grading, main, remembered
 from grader.config import Settings
 from grader.db import utcnow
 from grader.deps import current_settings, get_session
@@ -333,9 +333,9 @@ def test_the_remembered_tokens_are_checked_again_in_one_statement(settings, comm
     with db.session_factory(settings)() as session:
         assert auth.checked_user(session=session, token=kept).login == "s1"
         assert auth.checked_user(session=session, token=revoked) is None
-    clock[0] += auth.TOKEN_IDLE_S
+    clock[0] += remembered.IDLE_S
     auth.recheck_remembered(settings)
-    assert auth._checked == {}  # unused for a minute: forgotten
+    assert len(auth.tokens) == 0  # unused for a minute: forgotten
 
 
 def test_a_remembered_token_in_use_still_has_its_last_use_written(settings, committed_pg, monkeypatch):
@@ -367,16 +367,18 @@ def test_a_remembered_token_in_use_still_has_its_last_use_written(settings, comm
     assert last_used() > first
 
 
-def test_the_api_checks_its_remembered_tokens_again_while_it_runs(settings, monkeypatch):
-    checked = []
-    monkeypatch.setattr(auth, "TOKEN_RECHECK_S", 0.02)
+def test_the_api_checks_its_remembered_tokens_and_sign_ins_again_while_it_runs(settings, monkeypatch):
+    checked, sessions = [], []
+    monkeypatch.setattr(remembered, "RECHECK_S", 0.02)
     monkeypatch.setattr(auth, "recheck_remembered", checked.append)
+    monkeypatch.setattr(accounts, "recheck_sessions", sessions.append)
     monkeypatch.setattr(main, "get_settings", lambda: settings)
     with TestClient(app):
         give_up = time.monotonic() + 10  # a loaded CI machine may be slow to run the first
         while len(checked) < 2 and time.monotonic() < give_up:
             time.sleep(0.01)
     assert len(checked) >= 2 and all(each is settings for each in checked)
+    assert sessions and all(each is settings for each in sessions)
 
 
 def test_a_remembered_token_costs_no_statement_and_never_outlives_its_expiry(

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
-from grader import db
+from grader import auth, db
 from grader.db import Base
 from grader.models import Submission, User
 
@@ -124,3 +124,15 @@ def test_a_lock_for_write_without_for_update_is_refused(db_session):
     # It would lock nothing on PostgreSQL while looking like a lock.
     with pytest.raises(ValueError, match="FOR UPDATE"):
         db.lock_for_write(db_session, select(User).where(User.id == 1))
+
+
+def test_a_session_holds_a_connection_only_once_it_has_talked_to_the_database(pg_url):
+    # grader.remembered merges rows in without a statement: ending that transaction needs no thread.
+    with Session(db.get_engine(pg_url)) as session:
+        assert not db.holds_connection(session)
+        session.merge(auth.detached_copy(User(id=1, login="s1", role="student")), load=False)
+        assert session.in_transaction() and not db.holds_connection(session)
+        session.scalar(select(User.login))
+        assert db.holds_connection(session)
+        session.commit()
+        assert not db.holds_connection(session)

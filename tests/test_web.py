@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
-from grader import accounts
+from grader import accounts, remembered
 from grader.config import get_settings
-from grader.db import migrate, session_factory
+from grader.db import holds_connection, migrate, session_factory
 from grader.models import Submission, User, WebSession
 from grader.results import GradeResult, TestResult
 from grader.routes import forms
@@ -386,7 +386,7 @@ def test_a_form_upload_holds_no_database_connection_while_it_waits_its_turn(site
     held, in_turn = [], forms.in_turn
 
     async def watched(step, *args, **kwargs):
-        held.extend(arg.in_transaction() for arg in args if isinstance(arg, Session))
+        held.extend(holds_connection(arg) for arg in args if isinstance(arg, Session))
         return await in_turn(step, *args, **kwargs)
 
     monkeypatch.setattr(forms, "in_turn", watched)
@@ -995,3 +995,62 @@ def test_a_page_checks_who_is_signed_in_without_a_thread_hop_per_check(site, db,
     assert thread_hops and not {"_signed_in", "_student", "_instructor", "_staff"} & set(thread_hops), (
         thread_hops
     )
+
+
+def test_a_remembered_sign_in_is_taken_without_a_statement_or_a_thread_hop(site, db, thread_hops):
+    # Every page and every upload through the form checks the cookie (grader.remembered).
+    student = signed_in(site, "s1", add_user(db, "s1"))
+    assert student.get("/assignments").status_code == 200  # checked, and remembered
+    statements = []
+    event.listen(db.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    thread_hops.clear()
+    assert student.get("/assignments").status_code == 200
+    assert statements and not any("web_sessions" in statement for statement in statements)
+    assert not {"_web_session", "load_session"} & set(thread_hops), thread_hops
+
+
+def test_a_sign_in_ended_by_another_process_ends_here_within_a_second(site, db, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(remembered.time, "monotonic", lambda: clock[0])
+    student = signed_in(site, "s1", add_user(db, "s1"))
+    assert student.get("/assignments", follow_redirects=False).status_code == 200
+    db.execute(delete(WebSession))  # as `grader roster reset-secret` in a shell, or a sign-out elsewhere
+    db.commit()
+    assert student.get("/assignments", follow_redirects=False).status_code == 200  # remembered
+    clock[0] += 1.01
+    assert student.get("/assignments", follow_redirects=False).status_code == 303  # to sign in
+
+
+def test_a_name_changed_by_a_roster_import_shows_at_once_on_a_signed_in_student_s_pages(site, db):
+    student = signed_in(site, "s1", add_user(db, "s1", name="Ada Byron"))
+    assert "Ada Byron" in student.get("/assignments").text  # the sign-in is now remembered
+    report = accounts.import_roster(
+        db, [accounts.RosterRow(line=2, login="s1", name="Ada Lovelace", email="")]
+    )
+    db.commit()
+    assert len(report.updated) == 1
+    assert "Ada Lovelace" in student.get("/assignments").text
+
+
+def test_the_remembered_sign_ins_are_checked_again_in_one_statement(site, db, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(remembered.time, "monotonic", lambda: clock[0])
+    kept, ended = signed_in(site, "s1", add_user(db, "s1")), signed_in(site, "s2", add_user(db, "s2"))
+    assert kept.get("/assignments").status_code == ended.get("/assignments").status_code == 200
+    db.execute(
+        delete(WebSession).where(WebSession.user_id == db.scalar(select(User.id).where(User.login == "s2")))
+    )
+    db.commit()
+    statements = []
+    event.listen(db.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    clock[0] += 0.9
+    accounts.recheck_sessions(get_settings())
+    assert len(statements) == 1
+    clock[0] += 0.9  # past the first check's second: only the check again keeps s1's in memory
+    statements.clear()
+    assert kept.get("/assignments", follow_redirects=False).status_code == 200
+    assert not any("web_sessions" in statement for statement in statements)
+    assert ended.get("/assignments", follow_redirects=False).status_code == 303
+    clock[0] += remembered.IDLE_S
+    accounts.recheck_sessions(get_settings())
+    assert len(accounts.signed_in) == 0  # unused for a minute: forgotten

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -62,12 +63,18 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
     )
 
 
-# The checks on a page's signed-in user below are async: FastAPI runs a plain function dependency in a
-# worker thread of its own, one hop per check per request (grader/deps.py).
+# The checks on a page's signed-in user are async: FastAPI runs a plain function dependency in a worker
+# thread of its own, one hop per check per request (grader/deps.py).
 
 
-def _web_session(request: Request, session: SessionDep) -> WebSession | None:
-    return accounts.load_session(session, request.cookies.get(SESSION_COOKIE))
+async def _web_session(request: Request, session: SessionDep) -> WebSession | None:
+    """The cookie's sign-in: from this process's memory on the event loop (no statement, no thread
+    hop), else read in a worker thread."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    web = accounts.remembered_session(session, token)
+    return web if web is not None else await run_in_threadpool(accounts.load_session, session, token)
 
 
 WebSessionDep = Annotated[WebSession | None, Depends(_web_session)]

@@ -26,7 +26,7 @@ from grader import (
 )
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
-from grader.db import utcnow
+from grader.db import holds_connection, utcnow
 from grader.deps import SessionDep
 from grader.models import Grading, Submission, User
 from grader.results import GradeResult
@@ -388,9 +388,10 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     form as it streams: the database work runs in worker threads, never on the event loop."""
     settings, arrived = get_settings(), time.monotonic()  # its steps in turn go in the order uploads came
     wants_json = "application/json" in request.headers.get("accept", "")
-    # The sign-in check read through this session: end that first, so that no upload waits for its
-    # turn holding a connection the ones in turn need (forms.in_turn).
-    await run_in_threadpool(session.commit)
+    # A sign-in check that read through this session holds a connection: end that first, so that no
+    # upload waits for its turn holding a connection the ones in turn need (forms.in_turn).
+    if holds_connection(session):
+        await run_in_threadpool(session.commit)
     assignment = await forms.in_turn(_open_assignment, session, settings, slug, arrived=arrived)
     try:
         filename, data = await _read_upload(request, web, settings)
