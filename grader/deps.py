@@ -12,6 +12,7 @@ from grader import auth, catalog, db
 from grader.assignments import Assignment
 from grader.config import Settings, get_settings
 from grader.models import User
+from grader.routes import forms
 
 # Both async although they do nothing asynchronous: FastAPI runs a plain function dependency in a
 # worker thread, and a generator's start and end in one each. Those hops were a quarter of the event
@@ -46,9 +47,9 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 async def current_user(session: SessionDep, credentials: BearerDep) -> User:
     """The token's user: from this process's memory when it checked the token lately, with no statement
-    and no thread hop (auth.checked_user); else looked up in a worker thread."""
+    and no thread hop (auth.checked_user); else looked up in a worker thread, in turn (forms.in_turn)."""
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
-    return user if user is not None else await run_in_threadpool(looked_up_user, session, credentials)
+    return user if user is not None else await forms.in_turn(looked_up_user, session, credentials)
 
 
 def looked_up_user(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:

@@ -113,11 +113,13 @@ def in_hand() -> int:
 
 async def in_turn(accept: Callable[..., T], *args, arrived: float | None = None) -> T:
     """Run a step of an upload's blocking work (the token check or the form's assignment lookup; the
-    checks, store, commit and publish; a refusal page) in a worker thread, at most
-    GRADER_UPLOAD_CONCURRENCY at once in this process, the others waiting in the order their requests
-    arrived (`arrived`: the request's time.monotonic() when it came, the same for each of its steps;
-    now by default). A request that waited its turn once would otherwise wait again behind everyone
-    who came meanwhile (bench/README.md section 15).
+    checks, store, commit and publish; a refusal page), or any request's first check of its token or
+    sign-in (grader.remembered), in a worker thread, at most GRADER_UPLOAD_CONCURRENCY at once in this
+    process, the others waiting in the order their requests arrived (`arrived`: the request's
+    time.monotonic() when it came, the same for each of its steps; now by default). A request that
+    waited its turn once would otherwise wait again behind everyone who came meanwhile (bench/README.md
+    section 15). Sign-in checks outside it, 50 at once, took connections past the pool's size, which
+    were opened and closed again (section 16).
 
     The caller must hold no database connection while it waits here (its own session opened inside
     `accept`, or one whose transaction has ended): waiting requests that held connections could leave

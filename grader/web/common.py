@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Form, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -23,6 +22,7 @@ from grader.config import get_settings
 from grader.deps import SessionDep
 from grader.models import Submission, User, WebSession
 from grader.policies import Deadline
+from grader.routes import forms
 
 WEB_DIR = Path(__file__).resolve().parent
 # Jinja2Templates turns autoescaping on for .html: every value a template prints is escaped.
@@ -69,12 +69,12 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
 
 async def _web_session(request: Request, session: SessionDep) -> WebSession | None:
     """The cookie's sign-in: from this process's memory on the event loop (no statement, no thread
-    hop), else read in a worker thread."""
+    hop), else read in a worker thread, in turn (forms.in_turn)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     web = accounts.remembered_session(session, token)
-    return web if web is not None else await run_in_threadpool(accounts.load_session, session, token)
+    return web if web is not None else await forms.in_turn(accounts.load_session, session, token)
 
 
 WebSessionDep = Annotated[WebSession | None, Depends(_web_session)]
