@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
 from grader import accounts, gradebook, policies
 from grader.assignments import Assignment, InvalidAssignment, load_course
@@ -74,7 +75,15 @@ async def _web_session(request: Request, session: SessionDep) -> WebSession | No
     if not token:
         return None
     web = accounts.remembered_session(session, token)
-    return web if web is not None else await forms.in_turn(accounts.load_session, session, token)
+    return web if web is not None else await forms.in_turn(_read_sign_in, session, token)
+
+
+def _read_sign_in(session: Session, token: str) -> WebSession | None:
+    """accounts.load_session, its transaction then ended: no connection is held while the request waits
+    for a later turn (the form's upload)."""
+    web = accounts.load_session(session, token)
+    session.commit()
+    return web
 
 
 WebSessionDep = Annotated[WebSession | None, Depends(_web_session)]

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
@@ -26,7 +25,7 @@ from grader import (
 )
 from grader.assignments import Assignment, LatePolicy
 from grader.config import Settings, get_settings
-from grader.db import holds_connection, utcnow
+from grader.db import utcnow
 from grader.deps import SessionDep
 from grader.models import Grading, Submission, User
 from grader.results import GradeResult
@@ -385,14 +384,11 @@ def assignment_detail(request: Request, session: SessionDep, web: StudentPageDep
 @router.post("/assignments/{slug}/submit")
 async def submit(request: Request, session: SessionDep, web: StudentPageDep, slug: str) -> Response:
     """Accept an upload from the form (or from its script, which asks for JSON). Async only to read the
-    form as it streams: the database work runs in worker threads, never on the event loop."""
+    form as it streams: the database work runs in worker threads, never on the event loop, and as for
+    the API's uploads it is one step in turn (grader.routes.submissions); the sign-in was read, if it
+    was not remembered, in a turn of its own that held no connection past it."""
     settings, arrived = get_settings(), time.monotonic()  # its steps in turn go in the order uploads came
     wants_json = "application/json" in request.headers.get("accept", "")
-    # A sign-in check that read through this session holds a connection: end that first, so that no
-    # upload waits for its turn holding a connection the ones in turn need (forms.in_turn).
-    if holds_connection(session):
-        await run_in_threadpool(session.commit)
-    assignment = await forms.in_turn(_open_assignment, session, settings, slug, arrived=arrived)
     try:
         filename, data = await _read_upload(request, web, settings)
     except _Unread as exc:
@@ -400,18 +396,10 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
             _refuse, request, session, web, slug, wants_json, *exc.args, arrived=arrived
         )
     answer = await forms.in_turn(
-        _accept_form, request, session, web, settings, assignment, filename, data, wants_json, arrived=arrived
+        _accept_form, request, session, web, settings, slug, filename, data, wants_json, arrived=arrived
     )
     spread.spread_next_upload(answer.headers, settings, forms.in_hand())
     return answer
-
-
-def _open_assignment(session: Session, settings: Settings, slug: str) -> Assignment:
-    assignment = catalog.current(session=session, settings=settings).get(slug)
-    if assignment is None or not policies.released(assignment, utcnow()):
-        raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
-    session.commit()  # no connection held while the body streams and the upload waits its turn
-    return assignment
 
 
 class _Unread(Exception):
@@ -443,7 +431,10 @@ def _refuse(request: Request, session: Session, web, slug: str, wants_json: bool
     return _assignment_page(request, session, web, slug, error=message, status=status)
 
 
-def _accept_form(request, session, web, settings, assignment, filename, data, wants_json) -> Response:
+def _accept_form(request, session, web, settings, slug, filename, data, wants_json) -> Response:
+    assignment = catalog.current(session=session, settings=settings).get(slug)
+    if assignment is None or not policies.released(assignment, utcnow()):
+        raise PageError(404, "No such assignment", f"There is no assignment {slug!r}.")
     try:
         submission, _ = submissions.accept(
             session=session,
