@@ -51,12 +51,19 @@ class Memory(Generic[T]):
         entry.used = now
         return session.merge(entry.copy, load=False)
 
-    def keep(self, session: Session, digest: str, copy: T, *, expires_in: float) -> None:
-        """Remember a detached copy just checked in `session`, expiring in `expires_in` seconds."""
+    def keep(
+        self, session: Session, digest: str, copy: T, *, expires_in: float, noted: float | None = None
+    ) -> None:
+        """Remember a detached copy just checked in `session`, expiring in `expires_in` seconds (`noted`:
+        when its use was last written, if not now)."""
         now = time.monotonic()
         expires = now + expires_in
         self._entries[(session.get_bind(), digest)] = Entry(
-            copy, until=min(now + RECHECK_S, expires), expires=expires, used=now, noted=now
+            copy,
+            until=min(now + RECHECK_S, expires),
+            expires=expires,
+            used=now,
+            noted=now if noted is None else noted,
         )
 
     def forget(self) -> None:

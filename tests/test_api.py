@@ -315,6 +315,8 @@ def test_the_remembered_tokens_are_checked_again_in_one_statement(settings, comm
         assert auth.user_for_token(session=session, token=kept) and auth.user_for_token(
             session=session, token=revoked
         )
+    auth.recheck_remembered(settings)  # writes their first use: a second statement, once a minute
+    with db.session_factory(settings)() as session:
         # Another process revokes one of them.
         session.execute(
             update(auth.ApiToken)
@@ -338,7 +340,9 @@ def test_the_remembered_tokens_are_checked_again_in_one_statement(settings, comm
     assert len(auth.tokens) == 0  # unused for a minute: forgotten
 
 
-def test_a_remembered_token_in_use_still_has_its_last_use_written(settings, committed_pg, monkeypatch):
+def test_a_token_s_last_use_is_written_by_the_check_again_not_by_its_lookup(
+    settings, committed_pg, monkeypatch
+):
     clock = [1000.0]
     monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(auth, "LAST_USED_RESOLUTION", timedelta(seconds=1))
@@ -353,7 +357,11 @@ def test_a_remembered_token_in_use_still_has_its_last_use_written(settings, comm
         with db.session_factory(settings)() as session:
             return session.scalar(select(auth.ApiToken.last_used_at))
 
+    # Not written by the lookup, in the upload's turn, but by the next check, with the others'.
+    assert last_used() is None
+    auth.recheck_remembered(settings)
     first = last_used()
+    assert first is not None
     for _ in range(2):  # used, and checked again, within the resolution: not written
         clock[0] += 0.45
         with db.session_factory(settings)() as session:
