@@ -163,6 +163,14 @@ def burst(
     else:
         report.figure("upload latency p99", p99, "s", at_most=TARGET_P99_UPLOAD_S)
     report.figure("upload latency max", max(latency), "s")
+    if not rate:
+        # Every client's first upload goes at once, with a token or sign-in not yet used: the opening
+        # wave, whose slowest answers were most of the p99 (bench/README.md sections 15, 16).
+        by_sending = sorted(uploads, key=lambda upload: upload[2])
+        wave, rest = by_sending[:clients], by_sending[clients:]
+        report.figure("the opening wave (each client's first upload): slowest", max(u[3] for u in wave), "s")
+        if rest:
+            report.figure("after the opening wave: p99", percentile([u[3] for u in rest], 99), "s")
     # What one API process can take, whatever else shares the cores (the clients here, the workers).
     report.figure("API CPU per upload", api_cpu / total * 1000, "ms", fmt="{:.1f}")
     report.figure("uploads/s per API process at 100% of a core", total / api_cpu, "/s", fmt="{:.0f}")
