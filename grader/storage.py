@@ -23,7 +23,7 @@ from pathlib import Path
 
 from grader.assignments import Assignment
 from grader.config import Settings
-from grader.uploads import CellSpan, Unpacked, unpack
+from grader.uploads import CellSpan, Unpacked, forget_walk, test_files, unpack
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def load(settings: Settings, *, sha256: str, filename: str, assignment: Assignme
     """The files to grade: the form stored when the upload was accepted, if the assignment has not
     changed since; else the upload unpacked again. Raises OSError when the upload cannot be read,
     BadUpload when it does not unpack."""
+    forget_walk(assignment)  # grading unpacks for the tests as they are now, not as of a second ago
     try:
         return _read_tar(unpacked_path(settings, sha256, assignment).read_bytes())
     except (OSError, tarfile.TarError, KeyError, TypeError, ValueError):
@@ -77,13 +78,8 @@ def _unpacking_key(assignment: Assignment, settings: Settings) -> str:
     required files), its tests (the modules they import), and the limits on unpacking."""
     head = [assignment.slug, assignment.config.model_dump_json()]
     head += [settings.max_unpacked_bytes, settings.max_upload_files]
-    stamps = []
-    for folder in (assignment.tests_dir, assignment.public_tests_dir):
-        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if path.is_file() and "__pycache__" not in path.parts:
-                stat = path.stat()
-                stamps.append((path.relative_to(assignment.path).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return _hash(json.dumps(head), assignment.path, tuple(stamps))
+    stamps = tuple((f.name, f.size, f.mtime_ns) for f in test_files(assignment))
+    return _hash(json.dumps(head), assignment.path, stamps)
 
 
 @functools.lru_cache(maxsize=256)

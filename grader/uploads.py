@@ -9,9 +9,11 @@ import io
 import json
 import re
 import stat
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from grader.assignments import Assignment
 
@@ -245,13 +247,50 @@ def _check_required(files: dict[str, bytes], assignment: Assignment, *, what: st
     )
 
 
+class TestFile(NamedTuple):
+    path: Path
+    name: str  # relative to the assignment's folder, as posix
+    size: int
+    mtime_ns: int
+
+
+# An assignment's test files, walked at most once a second per folder: each upload read them three
+# times, and a course's tests with their data files are many (bench/README.md section 16). So an upload
+# sees an edit to the tests within the second, as it sees a sync of the assignments (grader.catalog);
+# grading walks them afresh (storage.load, forget_walk).
+TESTS_RECHECK_S = 1.0
+_walked: dict[Path, tuple[float, tuple[TestFile, ...]]] = {}
+
+
+def test_files(assignment: Assignment) -> tuple[TestFile, ...]:
+    """The files of the assignment's tests, hidden and public (no __pycache__), in a fixed order."""
+    now = time.monotonic()
+    known = _walked.get(assignment.path)
+    if known is not None and known[0] > now:
+        return known[1]
+    files = []
+    for folder in (assignment.tests_dir, assignment.public_tests_dir):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if "__pycache__" not in path.parts and path.is_file():
+                seen = path.stat()
+                name = path.relative_to(assignment.path).as_posix()
+                files.append(TestFile(path, name, seen.st_size, seen.st_mtime_ns))
+    _walked[assignment.path] = (now + TESTS_RECHECK_S, tuple(files))
+    return tuple(files)
+
+
+def forget_walk(assignment: Assignment) -> None:
+    """The next test_files of this assignment walks its tests afresh."""
+    _walked.pop(assignment.path, None)
+
+
 @functools.cache
-def _imported_names(tests_dir: Path, stamp: tuple) -> frozenset[str]:
+def _imported_names(sources: tuple[TestFile, ...]) -> frozenset[str]:
     names: set[str] = set()
-    for source in sorted(tests_dir.rglob("*.py")):
+    for source in sources:
         try:
-            tree = ast.parse(source.read_bytes())
-        except (SyntaxError, ValueError):
+            tree = ast.parse(source.path.read_bytes())
+        except (OSError, SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -264,12 +303,7 @@ def _imported_names(tests_dir: Path, stamp: tuple) -> frozenset[str]:
 def imported_by_tests(assignment: Assignment) -> frozenset[str]:
     """The top-level modules the assignment's tests (hidden or public) import: submission, a course
     package, numpy..."""
-    names: frozenset[str] = frozenset()
-    for folder in (assignment.tests_dir, assignment.public_tests_dir):
-        if folder.is_dir():
-            stamp = tuple((str(p), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*.py")))
-            names |= _imported_names(folder, stamp)
-    return names
+    return _imported_names(tuple(f for f in test_files(assignment) if f.name.endswith(".py")))
 
 
 def tests_import_submission(assignment: Assignment) -> bool:

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import settings
 
-from grader import accounts, auth, catalog, dispatch
+from grader import accounts, auth, catalog, dispatch, uploads
 
 # Fixtures live in one module per real service they need.
 pytest_plugins = [
@@ -20,10 +20,11 @@ settings.load_profile("grader")
 @pytest.fixture(autouse=True)
 def nothing_remembered_between_tests():
     """What a process remembers for a second (whether a worker runs, that the assignments are current,
-    that a token or a sign-in is valid) does not carry from one test to the next: the tests share one
-    database and their folders."""
+    their test files, that a token or a sign-in is valid) does not carry from one test to the next: the
+    tests share one database and their folders."""
     yield
     dispatch._served.clear()
     catalog._fresh_until.clear()
+    uploads._walked.clear()
     auth.forget_checked()
     accounts.signed_in.forget()

@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader import uploads
 from grader.assignments import load_assignment
 from grader.uploads import BadUpload, detect_format, imported_by_tests, notebook_to_module, unpack, unzip
 
@@ -198,12 +199,25 @@ def test_submission_py_is_needed_only_when_the_tests_import_it(assignment, tmp_p
     (assignment.tests_dir / "test_add.py").write_text(
         "from submission import add\n\ndef test_add():\n    pass\n"
     )
+    uploads._walked.clear()  # as a second later: the tests are walked at most once a second
     with pytest.raises(BadUpload) as refused:
         unpack(make_zip(package), "hw.zip", assignment, **LIMITS)
     assert refused.value.code == "missing_file"
     assert refused.value.message == (
         "the zip is missing submission.py: add it at the top level of the zip (it holds README.md, mycourse/)"
     )
+
+
+def test_an_edit_to_the_tests_is_seen_within_a_second(assignment, monkeypatch):
+    # Each upload walked the tests three times (bench/README.md section 16); now once a second.
+    clock = [1000.0]
+    monkeypatch.setattr(uploads.time, "monotonic", lambda: clock[0])
+    assert "submission" not in imported_by_tests(assignment)
+    (assignment.tests_dir / "test_add.py").write_text("from submission import add\n")
+    clock[0] += 0.9
+    assert "submission" not in imported_by_tests(assignment)
+    clock[0] += 0.1
+    assert "submission" in imported_by_tests(assignment)
 
 
 def test_a_zip_of_one_package_the_tests_import_is_not_unwrapped(assignment):
