@@ -1041,6 +1041,30 @@ def test_a_sign_in_or_token_read_from_the_database_waits_its_turn(site, db, monk
     assert steps == ["_read_sign_in", "looked_up_user"]
 
 
+def test_a_form_upload_whose_sign_in_is_read_takes_both_turns_in_its_place(site, db, monkeypatch):
+    # Its upload's turn, in the order the request came, not behind everyone who came while its sign-in
+    # was read: in a burst, students moved between API processes wait twice there (bench/README.md 16).
+    places, in_turn = [], forms.in_turn
+
+    async def watched(step, *args, arrived=None, **kwargs):
+        places.append((step.__name__, arrived))
+        return await in_turn(step, *args, arrived=arrived, **kwargs)
+
+    client = signed_in(site, "s1", add_user(db, "s1"))
+    token = csrf(client, "/assignments/hw1-mlp")
+    accounts.signed_in.forget()  # as in another API process, where this student has not been yet
+    monkeypatch.setattr(forms, "in_turn", watched)
+    response = client.post(
+        "/assignments/hw1-mlp/submit",
+        data={"csrf_token": token},
+        files={"file": ("hw1.ipynb", NOTEBOOK, "application/json")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert [step for step, _ in places] == ["_read_sign_in", "_accept_form"]
+    assert places[0][1] is not None and places[0][1] == places[1][1]
+
+
 def test_a_sign_in_ended_by_another_process_ends_here_within_a_second(site, db, monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(remembered.time, "monotonic", lambda: clock[0])

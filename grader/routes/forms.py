@@ -105,6 +105,15 @@ class _Turns:
 _turns: WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = WeakKeyDictionary()
 
 
+def arrival(request: Request) -> float:
+    """When the request came (time.monotonic()), the same for each of its steps in turn (in_turn's
+    `arrived`): the first to ask, a dependency's or the route's, sets it."""
+    state = request.state
+    if not hasattr(state, "arrived"):
+        state.arrived = time.monotonic()
+    return state.arrived
+
+
 def in_hand() -> int:
     """The uploads of this process's event loop in turn or waiting for it (grader.routes.spread)."""
     turns = _turns.get(asyncio.get_running_loop())

@@ -1,6 +1,5 @@
 """POST and GET submissions."""
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -9,7 +8,7 @@ from starlette.datastructures import UploadFile
 from grader import accounts, auth, catalog, submissions, views
 from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, looked_up_user
 from grader.models import User
-from grader.routes.forms import BadForm, TooLarge, in_hand, in_turn, receive_form
+from grader.routes.forms import BadForm, TooLarge, arrival, in_hand, in_turn, receive_form
 from grader.routes.spread import spread_next_upload
 from grader.schemas import SubmissionOut
 from grader.submissions import Refused
@@ -76,7 +75,7 @@ async def submit(
     # Before the body is read: nobody without a valid token makes us take in an upload. As in
     # deps.current_user, but a token looked up waits its turn: outside it, 50 clients' token checks
     # crowded the turn's threads off the GIL (bench/README.md, 12).
-    arrived = time.monotonic()  # each step in turn is taken in the order the uploads came
+    arrived = arrival(request)  # each step in turn is taken in the order the uploads came
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
     if user is None:
         user = await in_turn(authenticated, session, credentials, arrived=arrived)

@@ -75,7 +75,10 @@ async def _web_session(request: Request, session: SessionDep) -> WebSession | No
     if not token:
         return None
     web = accounts.remembered_session(session, token)
-    return web if web is not None else await forms.in_turn(_read_sign_in, session, token)
+    if web is not None:
+        return web
+    # In the request's place: the form's upload then takes its own turn in the same place.
+    return await forms.in_turn(_read_sign_in, session, token, arrived=forms.arrival(request))
 
 
 def _read_sign_in(session: Session, token: str) -> WebSession | None:

@@ -3,7 +3,6 @@
 A student only ever reaches their own rows: every read here is of their user id.
 """
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -387,7 +386,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     form as it streams: the database work runs in worker threads, never on the event loop, and as for
     the API's uploads it is one step in turn (grader.routes.submissions); the sign-in was read, if it
     was not remembered, in a turn of its own that held no connection past it."""
-    settings, arrived = get_settings(), time.monotonic()  # its steps in turn go in the order uploads came
+    settings, arrived = get_settings(), forms.arrival(request)  # its steps in turn go in arrival order
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
         filename, data = await _read_upload(request, web, settings)
