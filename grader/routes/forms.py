@@ -121,8 +121,8 @@ def in_hand() -> int:
 
 
 async def in_turn(accept: Callable[..., T], *args, arrived: float | None = None) -> T:
-    """Run a step of an upload's blocking work (the token check or the form's assignment lookup; the
-    checks, store, commit and publish; a refusal page), or any request's first check of its token or
+    """Run a step of an upload's blocking work (the token check; the assignment lookup, the checks,
+    store, commit and publish; a refusal page), or any request's first check of its token or
     sign-in (grader.remembered), in a worker thread, at most GRADER_UPLOAD_CONCURRENCY at once in this
     process, the others waiting in the order their requests arrived (`arrived`: the request's
     time.monotonic() when it came, the same for each of its steps; now by default). A request that

@@ -73,8 +73,8 @@ async def submit(
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
     # Before the body is read: nobody without a valid token makes us take in an upload. As in
-    # deps.current_user, but a token looked up waits its turn: outside it, 50 clients' token checks
-    # crowded the turn's threads off the GIL (bench/README.md, 12).
+    # deps.current_user, a token looked up waits its turn (outside it, 50 clients' token checks crowded
+    # the turn's threads off the GIL: bench/README.md, 12), here ending its transaction as well.
     arrived = arrival(request)  # each step in turn is taken in the order the uploads came
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
     if user is None:
