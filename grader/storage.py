@@ -23,7 +23,7 @@ from pathlib import Path
 
 from grader.assignments import Assignment
 from grader.config import Settings
-from grader.uploads import CellSpan, Unpacked, forget_walk, test_files, unpack
+from grader.uploads import CellSpan, Unpacked, forget_walk, unpack, walk_tests
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _unpacking_key(assignment: Assignment, settings: Settings) -> str:
     required files), its tests (the modules they import), and the limits on unpacking."""
     head = [assignment.slug, assignment.config.model_dump_json()]
     head += [settings.max_unpacked_bytes, settings.max_upload_files]
-    stamps = tuple((f.name, f.size, f.mtime_ns) for f in test_files(assignment))
+    stamps = tuple((f.name, f.size, f.mtime_ns) for f in walk_tests(assignment))
     return _hash(json.dumps(head), assignment.path, stamps)
 
 

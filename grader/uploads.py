@@ -247,7 +247,7 @@ def _check_required(files: dict[str, bytes], assignment: Assignment, *, what: st
     )
 
 
-class TestFile(NamedTuple):
+class WalkedFile(NamedTuple):
     path: Path
     name: str  # relative to the assignment's folder, as posix
     size: int
@@ -259,10 +259,10 @@ class TestFile(NamedTuple):
 # sees an edit to the tests within the second, as it sees a sync of the assignments (grader.catalog);
 # grading walks them afresh (storage.load, forget_walk).
 TESTS_RECHECK_S = 1.0
-_walked: dict[Path, tuple[float, tuple[TestFile, ...]]] = {}
+_walked: dict[Path, tuple[float, tuple[WalkedFile, ...]]] = {}
 
 
-def test_files(assignment: Assignment) -> tuple[TestFile, ...]:
+def walk_tests(assignment: Assignment) -> tuple[WalkedFile, ...]:
     """The files of the assignment's tests, hidden and public (no __pycache__), in a fixed order."""
     now = time.monotonic()
     known = _walked.get(assignment.path)
@@ -274,18 +274,19 @@ def test_files(assignment: Assignment) -> tuple[TestFile, ...]:
             if "__pycache__" not in path.parts and path.is_file():
                 seen = path.stat()
                 name = path.relative_to(assignment.path).as_posix()
-                files.append(TestFile(path, name, seen.st_size, seen.st_mtime_ns))
-    _walked[assignment.path] = (now + TESTS_RECHECK_S, tuple(files))
-    return tuple(files)
+                files.append(WalkedFile(path, name, seen.st_size, seen.st_mtime_ns))
+    walked = tuple(files)
+    _walked[assignment.path] = (now + TESTS_RECHECK_S, walked)
+    return walked
 
 
 def forget_walk(assignment: Assignment) -> None:
-    """The next test_files of this assignment walks its tests afresh."""
+    """The next walk_tests of this assignment walks its tests afresh."""
     _walked.pop(assignment.path, None)
 
 
 @functools.cache
-def _imported_names(sources: tuple[TestFile, ...]) -> frozenset[str]:
+def _imported_names(sources: tuple[WalkedFile, ...]) -> frozenset[str]:
     names: set[str] = set()
     for source in sources:
         try:
@@ -303,7 +304,7 @@ def _imported_names(sources: tuple[TestFile, ...]) -> frozenset[str]:
 def imported_by_tests(assignment: Assignment) -> frozenset[str]:
     """The top-level modules the assignment's tests (hidden or public) import: submission, a course
     package, numpy..."""
-    return _imported_names(tuple(f for f in test_files(assignment) if f.name.endswith(".py")))
+    return _imported_names(tuple(f for f in walk_tests(assignment) if f.name.endswith(".py")))
 
 
 def tests_import_submission(assignment: Assignment) -> bool:
