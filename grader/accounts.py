@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from grader import auth, csv_export
 from grader.config import Settings
-from grader.db import get_engine, session_factory
 from grader.models import User, WebSession
-from grader.remembered import Memory
+from grader.remembered import Entry, Memory
 
 # scrypt cost: 2**14 * 8 * 128 = 16 MiB and ~50 ms a check; enough for random secrets of 80 bits.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -411,19 +410,14 @@ def recheck_sessions(settings: Settings) -> None:
     """Check the sign-in sessions this process remembers for the settings' database again, in one
     statement: those signed out, ended by a reset secret or expired are forgotten (grader.remembered).
     Run by the API every half RECHECK_S (grader.main)."""
-    engine = get_engine(settings.effective_database_url)
-    mine = signed_in.of(engine)
-    if not mine:
-        return
-    with session_factory(settings)() as session:
-        live = set(
-            session.scalars(
-                select(WebSession.token_hash).where(
-                    WebSession.token_hash.in_(list(mine)), WebSession.expires_at > datetime.now(UTC)
-                )
-            )
-        )
-    signed_in.renew(engine, mine, live.__contains__)
+    signed_in.recheck(settings, _live_sessions)
+
+
+def _live_sessions(session: Session, mine: dict[str, Entry[WebSession]]) -> set[str]:
+    live = select(WebSession.token_hash).where(
+        WebSession.token_hash.in_(list(mine)), WebSession.expires_at > datetime.now(UTC)
+    )
+    return set(session.scalars(live))
 
 
 def _detached_copy(web: WebSession) -> WebSession:

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from grader import accounts
 from grader.config import Settings, get_settings
-from grader.db import get_engine, session_factory, utcnow
+from grader.db import utcnow
 from grader.models import ApiToken, User
-from grader.remembered import Memory
+from grader.remembered import Entry, Memory
 
 TOKEN_PREFIX = "grd_"
 # last_used_at is a hint for people, not an audit log: write it at most this often per token.
@@ -88,30 +88,27 @@ def recheck_remembered(settings: Settings) -> None:
     """Check the tokens this process remembers for the settings' database again, in one statement (see
     grader.remembered); run by the API every half RECHECK_S (grader.main). Those used since their
     last_used_at was written get it written again, every LAST_USED_RESOLUTION at most."""
-    engine = get_engine(settings.effective_database_url)
-    mine = tokens.of(engine)
-    if not mine:
-        return
+    tokens.recheck(settings, _still_valid_tokens)
+
+
+def _still_valid_tokens(session: Session, mine: dict[str, Entry[User]]) -> set[str]:
     now = time.monotonic()
     used = [d for d, known in mine.items() if known.used - known.noted > LAST_USED_RESOLUTION.total_seconds()]
-    with session_factory(settings)() as session:
-        valid = set(
-            session.scalars(
-                select(ApiToken.token_sha256).where(
-                    ApiToken.token_sha256.in_(list(mine)),
-                    ApiToken.revoked.is_(False),
-                    ApiToken.expires_at > utcnow(),
-                )
+    valid = set(
+        session.scalars(
+            select(ApiToken.token_sha256).where(
+                ApiToken.token_sha256.in_(list(mine)),
+                ApiToken.revoked.is_(False),
+                ApiToken.expires_at > utcnow(),
             )
         )
-        if used:
-            session.execute(
-                update(ApiToken).where(ApiToken.token_sha256.in_(used)).values(last_used_at=utcnow())
-            )
-            session.commit()
-            for digest in used:
-                mine[digest].noted = now
-    tokens.renew(engine, mine, valid.__contains__)
+    )
+    if used:
+        session.execute(update(ApiToken).where(ApiToken.token_sha256.in_(used)).values(last_used_at=utcnow()))
+        session.commit()
+        for digest in used:
+            mine[digest].noted = now
+    return valid
 
 
 # Built once, as the upload path's statements are (grader.submissions).

@@ -22,6 +22,9 @@ from typing import Generic, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from grader.config import Settings
+from grader.db import get_engine, session_factory
+
 RECHECK_S = 1.0
 IDLE_S = 60.0
 
@@ -70,16 +73,21 @@ class Memory(Generic[T]):
         """Check every credential against the database again: after a revocation in this process."""
         self._entries.clear()
 
-    def of(self, engine: Engine) -> dict[str, Entry[T]]:
-        """The entries for one database, by digest."""
-        return {digest: entry for (bound, digest), entry in list(self._entries.items()) if bound is engine}
-
-    def renew(self, engine: Engine, entries: dict[str, Entry[T]], valid: Callable[[str], bool]) -> None:
-        """After a check of `entries` (Memory.of): keep those still valid and used within IDLE_S for
-        another RECHECK_S, forget the others."""
+    def recheck(
+        self, settings: Settings, still_valid: Callable[[Session, dict[str, Entry[T]]], set[str]]
+    ) -> None:
+        """Check the entries for the settings' database again: `still_valid` reads, in one session,
+        which of them (by digest) still are. Those are kept for another RECHECK_S when used within
+        IDLE_S; the others are forgotten."""
+        engine = get_engine(settings.effective_database_url)
+        mine = {digest: entry for (bound, digest), entry in list(self._entries.items()) if bound is engine}
+        if not mine:
+            return
+        with session_factory(settings)() as session:
+            valid = still_valid(session, mine)
         now = time.monotonic()
-        for digest, entry in entries.items():
-            if valid(digest) and now - entry.used < IDLE_S:
+        for digest, entry in mine.items():
+            if digest in valid and now - entry.used < IDLE_S:
                 entry.until = min(now + RECHECK_S, entry.expires)
             else:
                 self._entries.pop((engine, digest), None)
