@@ -4,7 +4,7 @@ own work (checks, unpack, store, insert and commit, publish to Redis, the answer
     .venv/bin/python bench/profile_upload.py [--uploads 300] [--profile [--sort tottime]]
 
 Not a section of run_all.py: a diagnostic for the deadline burst (section 3), whose figure is queueing
-in front of this cost. The same calls the route makes (routes.submissions.authenticated and
+in front of this cost. The same calls the route makes (the token as auth.user_for_token takes it, and
 accept_upload), in this thread, so that cProfile (--profile) sees them; a fresh database, 20 students,
 the add-one course, Redis db 13.
 Under HTTP add the ASGI stack, multipart parsing and FastAPI's thread hops (section 10 measures both).
@@ -52,11 +52,9 @@ def main() -> None:
 
 
 def measure(url: str, uploads: int, profile: str | None) -> None:
-    from fastapi.security import HTTPAuthorizationCredentials
-
-    from grader import db
+    from grader import auth, db
     from grader.config import Settings
-    from grader.routes.submissions import accept_upload, authenticated
+    from grader.routes.submissions import accept_upload
 
     settings = Settings()
     tokens = student_tokens(url, "up", STUDENTS)
@@ -64,9 +62,7 @@ def measure(url: str, uploads: int, profile: str | None) -> None:
 
     def upload(i: int) -> None:
         with db.session_factory(settings)() as session:  # as the request's SessionDep
-            user = authenticated(
-                session, HTTPAuthorizationCredentials(scheme="Bearer", credentials=tokens[i % STUDENTS])
-            )
+            user = auth.user_for_token(session=session, token=tokens[i % STUDENTS])
             accept_upload(session, settings, user, "add-one", None, "hw.zip", data)
 
     for i in range(STUDENTS):  # warm: connections, statement caches, the first token use

@@ -10,10 +10,11 @@ import hashlib
 import hmac
 import io
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, inspect, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, inspect, or_, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from grader import auth, csv_export
@@ -358,17 +359,13 @@ def reset_secret(session: Session, *, login: str) -> str:
 # ---- browser sessions and CSRF ------------------------------------------------------------------------
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def open_session(session: Session, user: User, *, now: datetime | None = None) -> str:
     """Start a browser session for the user and commit; returns the cookie value."""
     now = now or datetime.now(UTC)
     token = secrets.token_urlsafe(32)
     session.add(
         WebSession(
-            token_hash=_token_hash(token),
+            token_hash=auth.token_digest(token),
             user_id=user.id,
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
@@ -381,29 +378,40 @@ def open_session(session: Session, user: User, *, now: datetime | None = None) -
 
 def load_session(session: Session, token: str | None) -> WebSession | None:
     """The live session for a cookie value, with its user; None if unknown or expired. From this
-    process's memory when it checked the cookie lately (grader.remembered), else read and remembered."""
+    process's memory when it checked the cookie lately (grader.remembered), else read (read_sign_ins)."""
     if not token:
         return None
     web = remembered_session(session, token)
-    if web is not None:
-        return web
-    web = session.get(WebSession, _token_hash(token))
     if web is None:
-        return None
-    now = datetime.now(UTC)
-    expires = web.expires_at if web.expires_at.tzinfo else web.expires_at.replace(tzinfo=UTC)
-    if expires <= now:
-        return None
-    signed_in.keep(
-        session, _token_hash(token), _detached_copy(web), expires_in=(expires - now).total_seconds()
-    )
+        digest = auth.token_digest(token)
+        copy = read_sign_ins(session.get_bind(), [digest]).get(digest)
+        web = None if copy is None else session.merge(copy, load=False)
     return web
+
+
+# Built once, as the upload path's statements are (grader.submissions); the user comes joined.
+_LIVE_SIGN_INS = select(WebSession).where(
+    WebSession.token_hash.in_(bindparam("digests", expanding=True)), WebSession.expires_at > bindparam("now")
+)
+
+
+def read_sign_ins(bind: Engine | Connection, digests: Collection[str]) -> dict[str, WebSession]:
+    """The live sign-in sessions among those cookies (by digest), with their users, in one statement of
+    a session of its own: detached copies, remembered (each request merges its own). A burst's first
+    page loads are read together (grader.routes.forms.in_turn_together)."""
+    now, found = datetime.now(UTC), {}
+    with Session(bind) as session:
+        for web in session.scalars(_LIVE_SIGN_INS, {"digests": list(digests), "now": now}):
+            expires = web.expires_at if web.expires_at.tzinfo else web.expires_at.replace(tzinfo=UTC)
+            found[web.token_hash] = copy = _detached_copy(web)
+            signed_in.keep(session, web.token_hash, copy, expires_in=(expires - now).total_seconds())
+    return found
 
 
 def remembered_session(session: Session, token: str | None) -> WebSession | None:
     """The session for a cookie this process checked lately, put in `session` with its user without a
     statement; None when it must be read (load_session)."""
-    return signed_in.take(session, _token_hash(token)) if token else None
+    return signed_in.take(session, auth.token_digest(token)) if token else None
 
 
 def recheck_sessions(settings: Settings) -> None:
@@ -430,7 +438,7 @@ def _detached_copy(web: WebSession) -> WebSession:
 def close_session(session: Session, token: str | None) -> None:
     """Forget a browser session (sign-out), and any expired ones while we are here; commits."""
     if token:
-        session.execute(delete(WebSession).where(WebSession.token_hash == _token_hash(token)))
+        session.execute(delete(WebSession).where(WebSession.token_hash == auth.token_digest(token)))
     session.execute(delete(WebSession).where(WebSession.expires_at < datetime.now(UTC)))
     session.commit()
     signed_in.forget()  # here at once; other processes within remembered.RECHECK_S

@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -45,16 +45,19 @@ _bearer = HTTPBearer(auto_error=False, description="a token from `grader token c
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def current_user(session: SessionDep, credentials: BearerDep) -> User:
-    """The token's user: from this process's memory when it checked the token lately, with no statement
-    and no thread hop (auth.checked_user); else looked up in a worker thread, in turn (forms.in_turn)."""
+async def current_user(request: Request, session: SessionDep, credentials: BearerDep) -> User:
+    """The token's user, 401 for a missing, unknown, expired or revoked token. From this process's
+    memory when it checked the token lately, with no statement and no thread hop (auth.checked_user);
+    else read in a worker thread, in turn, together with the other tokens this process is reading then
+    (forms.in_turn_together, auth.read_tokens). Before an upload's body is read: nobody without a valid
+    token makes us take in an upload."""
     user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
-    return user if user is not None else await forms.in_turn(looked_up_user, session, credentials)
-
-
-def looked_up_user(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
-    """The token's user from the database; 401 for a missing, unknown, expired or revoked token."""
-    user = auth.user_for_token(session=session, token=credentials.credentials) if credentials else None
+    if user is None and credentials is not None:
+        digest = auth.token_digest(credentials.credentials)
+        copy = await forms.in_turn_together(
+            auth.read_tokens, session.get_bind(), digest, arrived=forms.arrival(request)
+        )
+        user = None if copy is None else session.merge(copy, load=False)
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

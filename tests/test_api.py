@@ -134,7 +134,7 @@ def test_an_upload_takes_two_thread_hops_and_no_more(settings, committed_pg, red
             assert upload(real_sessions, {"Authorization": f"Bearer {token}"}).status_code == 202
     finally:
         app.dependency_overrides.clear()
-    assert first == ["authenticated", "accept_upload"]
+    assert first == ["read_tokens", "accept_upload"]
     assert thread_hops == ["accept_upload"]
 
 
@@ -263,6 +263,77 @@ def test_a_step_given_up_while_waiting_its_turn_leaves_its_place_to_the_next(one
 
     anyio.run(burst)
     assert started == ["busy", "next"]
+
+
+def _read_keys(reads: list, fails: bool = False):
+    def read(group: str, keys) -> dict[str, str]:
+        reads.append((group, sorted(keys)))
+        if fails:
+            raise RuntimeError("the database went away")
+        return {key: key.upper() for key in keys if key != "k3"}  # k3: an unknown token
+
+    return read
+
+
+def test_tokens_asked_while_waiting_for_a_turn_are_read_together(one_turn):
+    # A burst's opening wave: 50 tokens never used, each read alone before its upload could go.
+    step, started, release = one_turn
+    reads, answers = [], {}
+    read = _read_keys(reads)
+
+    async def ask(group: str, key: str) -> None:
+        answers[group, key] = await forms.in_turn_together(read, group, key, arrived=time.monotonic())
+
+    async def burst() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(forms.in_turn, step, "busy")
+            await anyio.sleep(0.05)
+            for i in range(5):
+                group.start_soon(ask, "db", f"k{i}")
+            group.start_soon(ask, "another db", "k0")
+            await anyio.sleep(0.05)
+            release.set()
+            await anyio.sleep(0.05)
+            group.start_soon(ask, "db", "k9")  # after that read: a batch of its own
+
+    anyio.run(burst)
+    assert reads == [("db", ["k0", "k1", "k2", "k3", "k4"]), ("another db", ["k0"]), ("db", ["k9"])]
+    assert answers == {
+        **{("db", f"k{i}"): f"K{i}" for i in (0, 1, 2, 4, 9)},
+        ("db", "k3"): None,
+        ("another db", "k0"): "K0",
+    }
+
+
+def test_a_read_together_goes_on_when_its_requests_go_and_its_error_reaches_each(one_turn):
+    step, started, release = one_turn
+    reads, failed = [], []
+
+    async def ask(key: str, read) -> None:
+        try:
+            await forms.in_turn_together(read, "db", key, arrived=time.monotonic())
+        except RuntimeError as exc:
+            failed.append((key, str(exc)))
+
+    async def burst() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(forms.in_turn, step, "busy")
+            await anyio.sleep(0.05)
+            read = _read_keys(reads)
+            with anyio.move_on_after(0.05):  # both clients went away while waiting
+                async with anyio.create_task_group() as gone:
+                    gone.start_soon(partial(forms.in_turn_together, read, "db", "k1", arrived=1.0))
+                    gone.start_soon(partial(forms.in_turn_together, read, "db", "k2", arrived=2.0))
+            failing = _read_keys(reads, fails=True)
+            group.start_soon(ask, "k5", failing)
+            group.start_soon(ask, "k6", failing)
+            await anyio.sleep(0.01)
+            release.set()
+        assert forms.in_hand() == 0
+
+    anyio.run(burst)
+    assert reads == [("db", ["k1", "k2"]), ("db", ["k5", "k6"])]
+    assert sorted(failed) == [("k5", "the database went away"), ("k6", "the database went away")]
 
 
 def test_a_revoked_token_is_401(client, people, db_session):

@@ -406,7 +406,8 @@ def test_a_form_upload_holds_no_database_connection_while_it_waits_its_turn(site
     monkeypatch.setattr(forms, "in_turn", watched)
     client = signed_in(site, "s1", add_user(db, "s1"))
     assert submit_notebook(client).status_code == 303
-    assert len(held) >= 2 and not any(held)  # the sign-in's read too, when not remembered yet
+    # The upload's turn; the sign-in, not remembered yet, was read in a session of its own.
+    assert held == [False]
 
 
 @pytest.mark.parametrize("processes, closed", [("1", False), ("2", True)])
@@ -1023,37 +1024,26 @@ def test_a_remembered_sign_in_is_taken_without_a_statement_or_a_thread_hop(site,
     assert not {"_web_session", "load_session"} & set(thread_hops), thread_hops
 
 
-def test_a_sign_in_or_token_read_from_the_database_waits_its_turn(site, db, monkeypatch):
+def test_a_sign_in_or_token_read_from_the_database_waits_its_turn(site, db, turns_taken):
     # Outside the turns, 50 first page loads at once took connections past the pool's size, which were
     # opened and closed again (bench/README.md section 16).
-    steps, in_turn = [], forms.in_turn
-
-    async def watched(step, *args, **kwargs):
-        steps.append(step.__name__)
-        return await in_turn(step, *args, **kwargs)
-
     student = signed_in(site, "s1", add_user(db, "s1"))
     token = auth.create_token(session=db, user=db.scalar(select(User).where(User.login == "s1")))
     db.commit()
-    monkeypatch.setattr(forms, "in_turn", watched)
+    accounts.signed_in.forget()
+    turns_taken.clear()
     assert student.get("/assignments").status_code == 200
     assert student.get("/api/assignments", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    assert steps == ["_read_sign_in", "looked_up_user"]
+    assert [step for step, _ in turns_taken] == ["read_sign_ins", "read_tokens"]
 
 
-def test_a_form_upload_whose_sign_in_is_read_takes_both_turns_in_its_place(site, db, monkeypatch):
+def test_a_form_upload_whose_sign_in_is_read_takes_both_turns_in_its_place(site, db, turns_taken):
     # Its upload's turn, in the order the request came, not behind everyone who came while its sign-in
     # was read: in a burst, students moved between API processes wait twice there (bench/README.md 16).
-    places, in_turn = [], forms.in_turn
-
-    async def watched(step, *args, arrived=None, **kwargs):
-        places.append((step.__name__, arrived))
-        return await in_turn(step, *args, arrived=arrived, **kwargs)
-
     client = signed_in(site, "s1", add_user(db, "s1"))
     token = csrf(client, "/assignments/hw1-mlp")
     accounts.signed_in.forget()  # as in another API process, where this student has not been yet
-    monkeypatch.setattr(forms, "in_turn", watched)
+    turns_taken.clear()
     response = client.post(
         "/assignments/hw1-mlp/submit",
         data={"csrf_token": token},
@@ -1061,8 +1051,8 @@ def test_a_form_upload_whose_sign_in_is_read_takes_both_turns_in_its_place(site,
         follow_redirects=False,
     )
     assert response.status_code == 303
-    assert [step for step, _ in places] == ["_read_sign_in", "_accept_form"]
-    assert places[0][1] is not None and places[0][1] == places[1][1]
+    assert [step for step, _ in turns_taken] == ["read_sign_ins", "_accept_form"]
+    assert turns_taken[0][1] == turns_taken[1][1]
 
 
 def test_a_sign_in_ended_by_another_process_ends_here_within_a_second(site, db, monkeypatch):

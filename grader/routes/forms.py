@@ -9,9 +9,10 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -22,6 +23,8 @@ from starlette.requests import Request
 from grader.config import get_settings
 
 T = TypeVar("T")
+K = TypeVar("K")
+G = TypeVar("G")
 
 # Room for the multipart boundaries, part headers and the small text fields around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -74,7 +77,10 @@ class _Turns:
         # The steps' own threads: never fewer than `size`, whatever FastAPI's shared pool is doing.
         self.threads = anyio.CapacityLimiter(size)
 
-    async def take(self, arrived: float, step: Callable[[], T]) -> T:
+    async def take(
+        self, arrived: float, step: Callable[[], T], on_turn: Callable[[], None] | None = None
+    ) -> T:
+        """`step` run in its turn (`on_turn` called on the loop as that turn comes, before the step)."""
         if self.running < self.size and not self.waiting:
             self.running += 1
         else:
@@ -87,6 +93,8 @@ class _Turns:
                     self._next()
                 raise
         try:
+            if on_turn is not None:
+                on_turn()
             return await anyio.to_thread.run_sync(step, limiter=self.threads)
         finally:
             self._next()
@@ -133,8 +141,67 @@ async def in_turn(accept: Callable[..., T], *args, arrived: float | None = None)
     The caller must hold no database connection while it waits here (its own session opened inside
     `accept`, or one whose transaction has ended): waiting requests that held connections could leave
     none in the pool for those whose turn it is."""
+    turns = _turns_here()
+    return await turns.take(time.monotonic() if arrived is None else arrived, partial(accept, *args))
+
+
+def _turns_here() -> _Turns:
     loop = asyncio.get_running_loop()
     turns = _turns.get(loop)
     if turns is None:
         turns = _turns[loop] = _Turns(get_settings().upload_concurrency)
-    return await turns.take(time.monotonic() if arrived is None else arrived, partial(accept, *args))
+    return turns
+
+
+@dataclass(eq=False)
+class _Batch(Generic[K, T]):
+    keys: set[K]
+    read: asyncio.Future[dict[K, T]]
+    task: asyncio.Task | None = None  # held here: the loop keeps only a weak reference to a task
+
+
+# Per event loop, the batch of each (read, group) that still takes keys: its turn has not come yet.
+_open: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _Batch]] = WeakKeyDictionary()
+
+
+async def in_turn_together(
+    read: Callable[[G, Collection[K]], dict[K, T]], group: G, key: K, *, arrived: float
+) -> T | None:
+    """`read(group, keys)[key]`, or None where it has no answer for `key`: one step in turn, as in_turn,
+    shared by every request of this process that asks `read` for a key of the same group before that
+    turn comes (it comes in the place of the first to ask). A deadline burst opens with 50 students'
+    tokens or sign-ins not checked yet, each read alone before its upload could go (bench/README.md
+    section 17); together they are one statement and one thread hop per batch.
+
+    `read` runs in a worker thread with its own database session, and runs to the end even when every
+    request waiting for it has gone. What it raises, each of them raises."""
+    loop = asyncio.get_running_loop()
+    batches = _open.get(loop)
+    if batches is None:
+        batches = _open[loop] = {}
+    batch = batches.get((read, group))
+    if batch is None:
+        batch = batches[read, group] = _Batch(set(), loop.create_future())
+        batch.task = loop.create_task(_read_together(batches, read, group, batch, arrived))
+    batch.keys.add(key)
+    return (await asyncio.shield(batch.read)).get(key)
+
+
+async def _read_together(batches: dict, read: Callable, group, batch: _Batch, arrived: float) -> None:
+    def close() -> None:  # a key asked from now on goes into the next batch
+        del batches[read, group]
+
+    try:
+        # The set itself: read lists it in its thread, after close.
+        found = await _turns_here().take(arrived, partial(read, group, batch.keys), on_turn=close)
+    except asyncio.CancelledError:  # the loop is closing
+        batch.read.cancel()
+        raise
+    except Exception as exc:
+        batch.read.set_exception(exc)
+        batch.read.exception()  # marked as seen: no "never retrieved" log when every waiter has gone
+    else:
+        batch.read.set_result(found)
+    finally:
+        if batches.get((read, group)) is batch:
+            del batches[read, group]

@@ -5,9 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
-from grader import accounts, auth, catalog, submissions, views
-from grader.deps import AssignmentsDep, BearerDep, CurrentUser, SessionDep, SettingsDep, looked_up_user
-from grader.models import User
+from grader import accounts, catalog, submissions, views
+from grader.deps import AssignmentsDep, CurrentUser, SessionDep, SettingsDep
 from grader.routes.forms import BadForm, TooLarge, arrival, in_hand, in_turn, receive_form
 from grader.routes.spread import spread_next_upload
 from grader.schemas import SubmissionOut
@@ -69,16 +68,12 @@ REFUSALS = {
     responses=REFUSALS,
 )
 async def submit(
-    request: Request, response: Response, session: SessionDep, settings: SettingsDep, credentials: BearerDep
+    request: Request, response: Response, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> SubmissionOut:
     """Upload a notebook or zip for grading; answered as soon as it is stored and queued."""
-    # Before the body is read: nobody without a valid token makes us take in an upload. As in
-    # deps.current_user, a token looked up waits its turn (outside it, 50 clients' token checks crowded
-    # the turn's threads off the GIL: bench/README.md, 12), here ending its transaction as well.
-    arrived = arrival(request)  # each step in turn is taken in the order the uploads came
-    user = auth.checked_user(session=session, token=credentials.credentials) if credentials else None
-    if user is None:
-        user = await in_turn(authenticated, session, credentials, arrived=arrived)
+    # Each step in turn is taken in the order the uploads came (the token's read too, when it was not
+    # remembered), not behind everyone who came while this one's body streamed.
+    arrived = arrival(request)
     try:
         form = await receive_form(request, max_file_bytes=settings.max_upload_bytes)
     except TooLarge as exc:
@@ -102,12 +97,6 @@ async def submit(
     )
     spread_next_upload(response.headers, settings, in_hand())
     return answer
-
-
-def authenticated(session, credentials) -> User:
-    user = looked_up_user(session, credentials)
-    session.commit()  # no connection held while the body streams and the upload waits its turn
-    return user
 
 
 def accept_upload(session, settings, user, slug, on_behalf, filename, data) -> SubmissionOut:

@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
 
-from grader import accounts, gradebook, policies
+from grader import accounts, auth, gradebook, policies
 from grader.assignments import Assignment, InvalidAssignment, load_course
 from grader.config import get_settings
 from grader.deps import SessionDep
@@ -70,22 +69,19 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
 
 async def _web_session(request: Request, session: SessionDep) -> WebSession | None:
     """The cookie's sign-in: from this process's memory on the event loop (no statement, no thread
-    hop), else read in a worker thread, in turn (forms.in_turn)."""
+    hop), else read in a worker thread, in turn, together with the other sign-ins this process is
+    reading then (forms.in_turn_together, accounts.read_sign_ins)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     web = accounts.remembered_session(session, token)
-    if web is not None:
-        return web
-    # In the request's place: the form's upload then takes its own turn in the same place.
-    return await forms.in_turn(_read_sign_in, session, token, arrived=forms.arrival(request))
-
-
-def _read_sign_in(session: Session, token: str) -> WebSession | None:
-    """accounts.load_session, its transaction then ended: no connection is held while the request waits
-    for a later turn (the form's upload)."""
-    web = accounts.load_session(session, token)
-    session.commit()
+    if web is None:
+        digest = auth.token_digest(token)
+        # In the request's place: the form's upload then takes its own turn in the same place.
+        copy = await forms.in_turn_together(
+            accounts.read_sign_ins, session.get_bind(), digest, arrived=forms.arrival(request)
+        )
+        web = None if copy is None else session.merge(copy, load=False)
     return web
 
 

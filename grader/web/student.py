@@ -385,7 +385,7 @@ async def submit(request: Request, session: SessionDep, web: StudentPageDep, slu
     """Accept an upload from the form (or from its script, which asks for JSON). Async only to read the
     form as it streams: the database work runs in worker threads, never on the event loop, and as for
     the API's uploads it is one step in turn (grader.routes.submissions); the sign-in was read, if it
-    was not remembered, in a turn of its own that held no connection past it."""
+    was not remembered, in a turn before it, in a session of its own (accounts.read_sign_ins)."""
     settings, arrived = get_settings(), forms.arrival(request)  # its steps in turn go in arrival order
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
